@@ -1,0 +1,1 @@
+//! tingzhen agent library.

@@ -1,0 +1,23 @@
+//! tingzhen-core: the model every tingzhen crate shares — labels, samples, series matchers,
+//! wire codecs (Prometheus remote write, Influx line protocol, Prometheus text exposition),
+//! agent inventory, config primitives and, behind the `db` feature, the relational store.
+//!
+//! Nothing here does I/O except `db`; codecs are pure functions over bytes so that both the
+//! agent and the collector (and tests) use exactly one implementation of each wire format.
+
+pub mod config;
+pub mod exposition;
+pub mod inventory;
+pub mod labels;
+pub mod line_protocol;
+pub mod matcher;
+pub mod remote_write;
+pub mod sample;
+pub mod token;
+
+#[cfg(feature = "db")]
+pub mod db;
+
+pub use labels::{Label, LabelError, Labels};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use sample::{STALE_NAN_BITS, Sample, TimeSeries, is_stale_nan, stale_nan};

@@ -1,0 +1,1 @@
+//! End-to-end test support: starting tingzhen binaries and real peers on free loopback ports.
