@@ -5,4 +5,6 @@
 //! Shape: `api` (axum routes, auth, error mapping) → `promql` (query engine) → `storage`
 //! (the `Queryable` trait) ← `tsdb` (the embedded engine). `inventory` tracks agents.
 
+pub mod promql;
 pub mod storage;
+pub mod tsdb;

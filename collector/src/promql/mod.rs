@@ -1,0 +1,1 @@
+//! The PromQL engine (being written).

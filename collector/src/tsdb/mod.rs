@@ -1,0 +1,1 @@
+//! The embedded time-series engine (being written).
