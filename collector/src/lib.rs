@@ -5,6 +5,9 @@
 //! Shape: `api` (axum routes, auth, error mapping) → `promql` (query engine) → `storage`
 //! (the `Queryable` trait) ← `tsdb` (the embedded engine). `inventory` tracks agents.
 
+pub mod config;
+pub mod inventory;
 pub mod promql;
 pub mod storage;
+pub mod telemetry;
 pub mod tsdb;

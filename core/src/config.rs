@@ -110,3 +110,32 @@ mod tests {
         ));
     }
 }
+
+/// The HTTP listener every target shares in all-in-one mode (`[server]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8630`.
+    pub listen: String,
+    /// Largest request body accepted (bytes, compressed as sent). Default 32 MiB.
+    pub max_body_bytes: usize,
+    /// HTTPS with rustls when set (SEC: open interfaces over HTTPS).
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: DEFAULT_LISTEN.into(), max_body_bytes: 32 * 1024 * 1024, tls: None }
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8630";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Keep it mode 0600.
+    pub key_file: String,
+}

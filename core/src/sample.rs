@@ -39,3 +39,8 @@ impl TimeSeries {
         Self { labels, samples }
     }
 }
+
+/// The wall clock in Unix milliseconds, the unit of every timestamp in the system.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -2,8 +2,10 @@
 //! changes are numbered migrations applied in order at open, inside one transaction each, so
 //! a crash mid-upgrade leaves the previous schema intact.
 
+mod agents;
 mod tokens;
 
+pub use agents::AgentRecord;
 pub use tokens::{NewToken, TokenRecord};
 
 use rusqlite::Connection;
@@ -36,6 +38,14 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms INTEGER NOT NULL,
         last_used_at_ms INTEGER,
         revoked_at_ms INTEGER
+    );",
+    // 2: agent inventory (the latest heartbeat of each host)
+    "CREATE TABLE agents (
+        host TEXT PRIMARY KEY,
+        heartbeat_json TEXT NOT NULL,
+        remote_addr TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL
     );",
 ];
 
@@ -79,6 +89,4 @@ impl Db {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub(crate) use crate::sample::now_ms;

@@ -1,0 +1,165 @@
+//! Agent inventory and liveness (MON-2 alive, MON-8 search fields). Each heartbeat updates the
+//! host's entry; a host is down once it misses `missed_heartbeats` of its own intervals. The
+//! state is written as the series `tingzhen_agent_up{host, ip, campus, role, system}` so that
+//! screens and alert rules use plain PromQL for it.
+
+use crate::config::InventoryConfig;
+use parking_lot::RwLock;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tingzhen_core::db::{AgentRecord, Db, DbError};
+use tingzhen_core::inventory::Heartbeat;
+use tingzhen_core::{Labels, Sample, TimeSeries};
+
+/// A persisted copy older than this is refreshed even if nothing changed, so `last_seen`
+/// survives a restart with at most this much error.
+const PERSIST_EVERY_MS: i64 = 60_000;
+
+pub const UP_METRIC: &str = "tingzhen_agent_up";
+
+struct HostState {
+    record: AgentRecord,
+    persisted_at_ms: i64,
+}
+
+pub struct Inventory {
+    db: Arc<Db>,
+    config: InventoryConfig,
+    hosts: RwLock<HashMap<String, HostState>>,
+}
+
+/// One host as the inventory API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostView {
+    #[serde(flatten)]
+    pub heartbeat: Heartbeat,
+    pub remote_addr: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub up: bool,
+}
+
+impl Inventory {
+    /// Loads the persisted inventory so hosts known before a restart are still listed (and
+    /// reported down if they do not come back).
+    pub fn load(db: Arc<Db>, config: InventoryConfig) -> Result<Self, DbError> {
+        let hosts = db
+            .list_agents()?
+            .into_iter()
+            .map(|r| (r.heartbeat.host.clone(), HostState { persisted_at_ms: r.last_seen_ms, record: r }))
+            .collect();
+        Ok(Self { db, config, hosts: RwLock::new(hosts) })
+    }
+
+    /// Records a heartbeat. Blocking: it may write the SQLite store.
+    pub fn heartbeat(&self, hb: Heartbeat, remote_addr: String, now_ms: i64) -> Result<(), DbError> {
+        let to_persist = {
+            let mut hosts = self.hosts.write();
+            match hosts.get_mut(&hb.host) {
+                Some(state) => {
+                    let changed = state.record.heartbeat != hb || state.record.remote_addr != remote_addr;
+                    state.record.heartbeat = hb;
+                    state.record.remote_addr = remote_addr;
+                    state.record.last_seen_ms = now_ms;
+                    if changed || now_ms - state.persisted_at_ms >= PERSIST_EVERY_MS {
+                        state.persisted_at_ms = now_ms;
+                        Some(state.record.clone())
+                    } else {
+                        None
+                    }
+                }
+                None => {
+                    let record =
+                        AgentRecord { heartbeat: hb.clone(), remote_addr, first_seen_ms: now_ms, last_seen_ms: now_ms };
+                    hosts.insert(hb.host.clone(), HostState { record: record.clone(), persisted_at_ms: now_ms });
+                    Some(record)
+                }
+            }
+        };
+        if let Some(rec) = to_persist {
+            self.db.upsert_agent(&rec)?;
+        }
+        Ok(())
+    }
+
+    fn is_up(&self, rec: &AgentRecord, now_ms: i64) -> bool {
+        let allowed = rec.heartbeat.interval_ms as i64 * self.config.missed_heartbeats as i64;
+        now_ms - rec.last_seen_ms <= allowed
+    }
+
+    pub fn hosts(&self, now_ms: i64) -> Vec<HostView> {
+        let hosts = self.hosts.read();
+        let mut out: Vec<HostView> = hosts
+            .values()
+            .map(|s| HostView {
+                heartbeat: s.record.heartbeat.clone(),
+                remote_addr: s.record.remote_addr.clone(),
+                first_seen_ms: s.record.first_seen_ms,
+                last_seen_ms: s.record.last_seen_ms,
+                up: self.is_up(&s.record, now_ms),
+            })
+            .collect();
+        out.sort_by(|a, b| a.heartbeat.host.cmp(&b.heartbeat.host));
+        out
+    }
+
+    /// One `tingzhen_agent_up` sample per known host at `now_ms`.
+    pub fn liveness_series(&self, now_ms: i64) -> Vec<TimeSeries> {
+        self.hosts(now_ms)
+            .into_iter()
+            .map(|h| {
+                let hb = &h.heartbeat;
+                let ip = hb.ips.first().cloned().unwrap_or_default();
+                let labels = Labels::from_pairs([
+                    ("__name__", UP_METRIC),
+                    ("host", hb.host.as_str()),
+                    ("ip", ip.as_str()),
+                    ("campus", hb.campus.as_str()),
+                    ("role", hb.role.as_str()),
+                    ("system", hb.system.as_str()),
+                ]);
+                TimeSeries::new(labels, vec![Sample::new(now_ms, if h.up { 1.0 } else { 0.0 })])
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(host: &str) -> Heartbeat {
+        Heartbeat {
+            host: host.into(),
+            hostname: host.into(),
+            ips: vec!["10.0.0.5".into()],
+            os: "Linux".into(),
+            kernel: "6.1".into(),
+            cpus: 4,
+            memory_bytes: 1 << 30,
+            agent_version: "0.1.0".into(),
+            campus: "main".into(),
+            role: "app".into(),
+            system: "EMR".into(),
+            interval_ms: 1_000,
+            boot_time: 0,
+        }
+    }
+
+    #[test]
+    fn goes_down_after_missed_heartbeats_and_survives_restart() {
+        let db = Arc::new(Db::open_in_memory().unwrap());
+        let inv = Inventory::load(db.clone(), InventoryConfig::default()).unwrap();
+        inv.heartbeat(hb("emr-app-01"), "10.0.0.5".into(), 10_000).unwrap();
+        let up = inv.liveness_series(12_000);
+        assert_eq!(up[0].samples[0].value, 1.0);
+        assert_eq!(up[0].labels.get("campus"), Some("main"));
+        assert_eq!(inv.liveness_series(13_001)[0].samples[0].value, 0.0);
+        let reloaded = Inventory::load(db, InventoryConfig::default()).unwrap();
+        let hosts = reloaded.hosts(13_001);
+        assert_eq!(hosts.len(), 1);
+        assert!(!hosts[0].up);
+        assert_eq!(hosts[0].last_seen_ms, 10_000);
+    }
+}
