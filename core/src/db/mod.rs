@@ -31,14 +31,16 @@ const MIGRATIONS: &[&str] = &[
     // 1: API tokens
     "CREATE TABLE api_tokens (
         id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
         token_sha256 TEXT NOT NULL UNIQUE,
         scopes TEXT NOT NULL,
         allow_cidrs TEXT NOT NULL DEFAULT '',
         created_at_ms INTEGER NOT NULL,
         last_used_at_ms INTEGER,
         revoked_at_ms INTEGER
-    );",
+    );
+    -- A name is unique among live tokens; revoked ones stay for the record.
+    CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_at_ms IS NULL;",
     // 2: agent inventory (the latest heartbeat of each host)
     "CREATE TABLE agents (
         host TEXT PRIMARY KEY,

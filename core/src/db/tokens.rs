@@ -78,8 +78,9 @@ impl Db {
         let allow_s = allow.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
         let now = now_ms();
         let conn = self.conn();
-        let exists: Option<i64> =
-            conn.query_row("SELECT id FROM api_tokens WHERE name = ?1", [name], |r| r.get(0)).optional()?;
+        let exists: Option<i64> = conn
+            .query_row("SELECT id FROM api_tokens WHERE name = ?1 AND revoked_at_ms IS NULL", [name], |r| r.get(0))
+            .optional()?;
         if exists.is_some() {
             return Err(DbError::Exists { what: "token", name: name.into() });
         }
@@ -169,6 +170,11 @@ mod tests {
         db.revoke_token("agent-1").unwrap();
         assert!(db.find_token(&t.plaintext).unwrap().is_none());
         assert!(db.revoke_token("agent-1").is_err());
+        // The name is free again once revoked; the old token stays dead.
+        let again = db.create_token("agent-1", &[Scope::Query], &[]).unwrap();
+        assert!(db.find_token(&again.plaintext).unwrap().is_some());
+        assert!(db.find_token(&t.plaintext).unwrap().is_none());
+        assert_eq!(db.list_tokens().unwrap().len(), 2);
     }
 
     #[test]
