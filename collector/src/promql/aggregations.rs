@@ -1,0 +1,317 @@
+//! Aggregation operators (sum, avg, count, group, min, max, stddev, stdvar, quantile, topk,
+//! bottomk, count_values) with `by`/`without`, step by step as Prometheus computes them.
+
+use super::error::{QueryError, Result};
+use super::eval::Evaluator;
+use super::value::{Series, Steps, Value, VectorBuilder, format_float, quantile};
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use std::collections::HashMap;
+use tingzhen_core::Labels;
+use tingzhen_core::labels::{METRIC_NAME, is_valid_label_name};
+
+struct Grouping {
+    without: bool,
+    labels: Vec<String>,
+}
+
+impl Grouping {
+    fn apply(&self, l: &Labels) -> Labels {
+        if self.without {
+            let mut out = l.clone();
+            out.remove(METRIC_NAME);
+            for g in &self.labels {
+                out.remove(g);
+            }
+            out
+        } else {
+            Labels::from_pairs(self.labels.iter().filter_map(|g| l.get(g).map(|v| (g.clone(), v.to_string()))))
+        }
+    }
+}
+
+/// Running state of one group at one step.
+struct Acc {
+    value: f64,
+    mean: f64,
+    count: f64,
+    values: Vec<f64>,
+}
+
+pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, steps: &Steps) -> Result<Value> {
+    let op = a.op.id();
+    let n = steps.len();
+    let mut grouping = match &a.modifier {
+        None => Grouping { without: false, labels: Vec::new() },
+        Some(LabelModifier::Include(l)) => Grouping { without: false, labels: l.labels.clone() },
+        Some(LabelModifier::Exclude(l)) => Grouping { without: true, labels: l.labels.clone() },
+    };
+    let param = match (&a.param, op) {
+        (Some(p), T_TOPK | T_BOTTOMK | T_QUANTILE) => Some(ev.eval_scalar(p, steps)?),
+        (_, T_TOPK | T_BOTTOMK | T_QUANTILE) => return Err(QueryError::Parse("aggregation needs a parameter".into())),
+        _ => None,
+    };
+    let value_label = match (&a.param, op) {
+        (Some(p), T_COUNT_VALUES) => {
+            let l = ev.eval_string(p, steps)?;
+            if !is_valid_label_name(&l) {
+                return Err(QueryError::exec(format!("invalid label name {l:?}")));
+            }
+            if !grouping.without {
+                grouping.labels.push(l.clone());
+            }
+            Some(l)
+        }
+        _ => None,
+    };
+    let series = ev.eval_vector(&a.expr, steps)?;
+    let mut out = VectorBuilder::new(n);
+    match op {
+        T_TOPK | T_BOTTOMK => top_bottom(&series, &grouping, param.as_deref().unwrap_or(&[]), op == T_TOPK, &mut out)?,
+        T_COUNT_VALUES => count_values(&series, &grouping, value_label.as_deref().unwrap_or(""), n, &mut out)?,
+        _ => simple(&series, &grouping, op, param.as_deref(), n, &mut out)?,
+    }
+    Ok(Value::Vector(out.finish()))
+}
+
+/// Groups series once (labels do not change between steps); returns each series' group and
+/// the groups' labels.
+fn group_series(series: &[Series], grouping: &Grouping) -> (Vec<usize>, Vec<Labels>) {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups = Vec::new();
+    let of = series
+        .iter()
+        .map(|s| {
+            let g = grouping.apply(&s.labels);
+            *index.entry(g.clone()).or_insert_with(|| {
+                groups.push(g);
+                groups.len() - 1
+            })
+        })
+        .collect();
+    (of, groups)
+}
+
+fn simple(
+    series: &[Series],
+    grouping: &Grouping,
+    op: u16,
+    param: Option<&[f64]>,
+    n: usize,
+    out: &mut VectorBuilder,
+) -> Result<()> {
+    let (group_of, groups) = group_series(series, grouping);
+    let mut accs: Vec<Option<Acc>> = (0..groups.len()).map(|_| None).collect();
+    let mut order = Vec::new();
+    for i in 0..n {
+        order.clear();
+        for (si, s) in series.iter().enumerate() {
+            let Some(v) = s.vals[i] else { continue };
+            let g = group_of[si];
+            match &mut accs[g] {
+                slot @ None => {
+                    order.push(g);
+                    *slot = Some(Acc {
+                        value: match op {
+                            T_COUNT | T_GROUP => 1.0,
+                            T_STDDEV | T_STDVAR => 0.0,
+                            _ => v,
+                        },
+                        mean: v,
+                        count: 1.0,
+                        values: if op == T_QUANTILE { vec![v] } else { Vec::new() },
+                    });
+                }
+                Some(acc) => match op {
+                    T_SUM => acc.value += v,
+                    T_AVG => {
+                        acc.count += 1.0;
+                        if acc.mean.is_infinite() {
+                            if v.is_infinite() && (acc.mean > 0.0) == (v > 0.0) {
+                                continue;
+                            }
+                            if !v.is_infinite() && !v.is_nan() {
+                                continue;
+                            }
+                        }
+                        acc.mean += v / acc.count - acc.mean / acc.count;
+                    }
+                    T_COUNT => acc.value += 1.0,
+                    T_GROUP => {}
+                    T_MAX => {
+                        if acc.value < v || acc.value.is_nan() {
+                            acc.value = v;
+                        }
+                    }
+                    T_MIN => {
+                        if acc.value > v || acc.value.is_nan() {
+                            acc.value = v;
+                        }
+                    }
+                    T_STDDEV | T_STDVAR => {
+                        acc.count += 1.0;
+                        let delta = v - acc.mean;
+                        acc.mean += delta / acc.count;
+                        acc.value += delta * (v - acc.mean);
+                    }
+                    T_QUANTILE => acc.values.push(v),
+                    _ => return Err(QueryError::Parse(format!("unsupported aggregation operator {op}"))),
+                },
+            }
+        }
+        for &g in &order {
+            let Some(mut acc) = accs[g].take() else { continue };
+            let v = match op {
+                T_AVG => acc.mean,
+                T_STDVAR => acc.value / acc.count,
+                T_STDDEV => (acc.value / acc.count).sqrt(),
+                T_QUANTILE => quantile(param.map_or(f64::NAN, |p| p[i]), &mut acc.values),
+                _ => acc.value,
+            };
+            out.push(i, groups[g].clone(), v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Go's `container/heap` over (value, series) with topk's or bottomk's ordering, so ties
+/// resolve exactly as in Prometheus.
+struct GoHeap {
+    items: Vec<(f64, usize)>,
+    top: bool,
+}
+
+impl GoHeap {
+    fn less(&self, i: usize, j: usize) -> bool {
+        let (a, b) = (self.items[i].0, self.items[j].0);
+        if a.is_nan() {
+            return true;
+        }
+        if self.top { a < b } else { a > b }
+    }
+
+    fn up(&mut self, mut j: usize) {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !self.less(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            j = i;
+        }
+    }
+
+    fn down(&mut self, i0: usize) -> bool {
+        let n = self.items.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && self.less(j1 + 1, j1) {
+                j = j1 + 1;
+            }
+            if !self.less(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            i = j;
+        }
+        i > i0
+    }
+
+    fn push(&mut self, item: (f64, usize)) {
+        self.items.push(item);
+        self.up(self.items.len() - 1);
+    }
+
+    fn fix_top(&mut self) {
+        if !self.down(0) {
+            self.up(0);
+        }
+    }
+}
+
+fn top_bottom(series: &[Series], grouping: &Grouping, ks: &[f64], top: bool, out: &mut VectorBuilder) -> Result<()> {
+    let (group_of, groups) = group_series(series, grouping);
+    for (i, &kf) in ks.iter().enumerate() {
+        if !(kf >= -9.223_372_036_854_775_808e18 && kf <= 9.223_372_036_854_775_807e18) {
+            return Err(QueryError::exec(format!("Scalar value {} overflows int64", format_float(kf))));
+        }
+        let k = kf as i64;
+        if k < 1 {
+            continue;
+        }
+        let mut heaps: Vec<Option<GoHeap>> = (0..groups.len()).map(|_| None).collect();
+        let mut order = Vec::new();
+        for (si, s) in series.iter().enumerate() {
+            let Some(v) = s.vals[i] else { continue };
+            let g = group_of[si];
+            match &mut heaps[g] {
+                slot @ None => {
+                    order.push(g);
+                    *slot = Some(GoHeap { items: vec![(v, si)], top });
+                }
+                Some(h) => {
+                    if (h.items.len() as i64) < k {
+                        h.push((v, si));
+                    } else {
+                        let head = h.items[0].0;
+                        let replace = if top { head < v } else { head > v } || (head.is_nan() && !v.is_nan());
+                        if replace {
+                            h.items[0] = (v, si);
+                            if k > 1 {
+                                h.fix_top();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for g in order {
+            let Some(mut h) = heaps[g].take() else { continue };
+            h.items.sort_by(|a, b| {
+                let o = a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal);
+                if top { o.reverse() } else { o }
+            });
+            for (v, si) in h.items {
+                out.push(i, series[si].labels.clone(), v)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn count_values(
+    series: &[Series],
+    grouping: &Grouping,
+    label: &str,
+    n: usize,
+    out: &mut VectorBuilder,
+) -> Result<()> {
+    for i in 0..n {
+        let mut counts: Vec<(Labels, f64)> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for s in series {
+            let Some(v) = s.vals[i] else { continue };
+            let mut l = s.labels.clone();
+            l.set(label, format_float(v));
+            let g = grouping.apply(&l);
+            match index.get(&g) {
+                Some(&idx) => counts[idx].1 += 1.0,
+                None => {
+                    index.insert(g.clone(), counts.len());
+                    counts.push((g, 1.0));
+                }
+            }
+        }
+        for (l, c) in counts {
+            out.push(i, l, c)?;
+        }
+    }
+    Ok(())
+}

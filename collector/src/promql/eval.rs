@@ -1,0 +1,264 @@
+//! The evaluator: walks the parsed expression and evaluates every node over all steps of the
+//! query at once (Prometheus's range evaluation), loading data through `Queryable`.
+
+use super::error::{QueryError, Result};
+use super::selector::{at_ms, matchers, offset_ms};
+use super::value::{RawSeries, Series, Steps, Value, check_unique_labels};
+use super::{aggregations, binary, functions};
+use crate::storage::Queryable;
+use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
+use std::time::Instant;
+use tingzhen_core::is_stale_nan;
+
+/// Prometheus's default `evaluation_interval`, the step of subqueries that do not give one.
+pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+pub(crate) struct Evaluator<'a> {
+    pub store: &'a dyn Queryable,
+    pub lookback: i64,
+    pub max_samples: usize,
+    pub deadline: Instant,
+    /// Bounds of the top-level query: what `@ start()` and `@ end()` mean.
+    pub query_start: i64,
+    pub query_end: i64,
+    /// Samples currently held by live intermediate results.
+    current: usize,
+}
+
+/// A range-vector argument: raw samples plus how to place each step's window on them.
+pub(crate) struct RangeArg {
+    pub series: Vec<RawSeries>,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+}
+
+impl RangeArg {
+    /// The end of the window evaluated at step time `ts`.
+    pub fn ref_time(&self, ts: i64) -> i64 {
+        self.at.unwrap_or(ts) - self.offset
+    }
+
+    /// Samples in `[ref - range, ref]` (Prometheus 2.x selects both ends inclusive).
+    pub fn window<'s>(&self, s: &'s RawSeries, ts: i64) -> &'s [(i64, f64)] {
+        let r = self.ref_time(ts);
+        let lo = s.points.partition_point(|p| p.0 < r - self.range);
+        let hi = s.points.partition_point(|p| p.0 <= r);
+        if lo >= hi { &[] } else { &s.points[lo..hi] }
+    }
+}
+
+/// Strips redundant parentheses, as Prometheus does before looking at argument kinds.
+pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(
+        store: &'a dyn Queryable,
+        lookback: i64,
+        max_samples: usize,
+        deadline: Instant,
+        query_start: i64,
+        query_end: i64,
+    ) -> Self {
+        Evaluator { store, lookback, max_samples, deadline, query_start, query_end, current: 0 }
+    }
+
+    pub fn tick(&self) -> Result<()> {
+        if Instant::now() > self.deadline { Err(QueryError::Timeout) } else { Ok(()) }
+    }
+
+    pub fn account(&mut self, n: usize) -> Result<()> {
+        self.current = self.current.saturating_add(n);
+        if self.current > self.max_samples { Err(QueryError::TooManySamples) } else { Ok(()) }
+    }
+
+    /// Evaluates `e` at every step; children's samples are released once the node is built.
+    pub fn eval(&mut self, e: &Expr, steps: &Steps) -> Result<Value> {
+        self.tick()?;
+        let before = self.current;
+        let v = self.eval_node(e, steps)?;
+        self.current = before;
+        self.account(v.points())?;
+        Ok(v)
+    }
+
+    fn eval_node(&mut self, e: &Expr, steps: &Steps) -> Result<Value> {
+        match e {
+            Expr::Paren(p) => self.eval(&p.expr, steps),
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; steps.len()])),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, steps, false)?)),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                let arg = self.range_arg(e, steps)?;
+                let ts = steps.start;
+                let series = arg
+                    .series
+                    .iter()
+                    .filter_map(|s| {
+                        let w = arg.window(s, ts);
+                        (!w.is_empty()).then(|| RawSeries { labels: s.labels.clone(), points: w.to_vec() })
+                    })
+                    .collect();
+                Ok(Value::Matrix(series))
+            }
+            Expr::Unary(u) => match self.eval(&u.expr, steps)? {
+                Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
+                Value::Vector(series) => {
+                    let out: Vec<Series> = series
+                        .into_iter()
+                        .map(|s| Series {
+                            labels: s.labels.without_metric_name(),
+                            vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                        })
+                        .collect();
+                    check_unique_labels(&out)?;
+                    Ok(Value::Vector(out))
+                }
+                other => Err(QueryError::Parse(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::Binary(b) => binary::eval(self, b, steps),
+            Expr::Aggregate(a) => aggregations::eval(self, a, steps),
+            Expr::Call(c) => functions::eval(self, c, steps),
+            Expr::Extension(_) => Err(QueryError::Parse("extension expressions are not supported".into())),
+        }
+    }
+
+    pub fn eval_vector(&mut self, e: &Expr, steps: &Steps) -> Result<Vec<Series>> {
+        match self.eval(e, steps)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(QueryError::Parse(format!("expected instant vector, got {}", other.type_name()))),
+        }
+    }
+
+    pub fn eval_scalar(&mut self, e: &Expr, steps: &Steps) -> Result<Vec<f64>> {
+        match self.eval(e, steps)? {
+            Value::Scalar(v) => Ok(v),
+            other => Err(QueryError::Parse(format!("expected scalar, got {}", other.type_name()))),
+        }
+    }
+
+    pub fn eval_string(&mut self, e: &Expr, steps: &Steps) -> Result<String> {
+        match self.eval(e, steps)? {
+            Value::String(v) => Ok(v),
+            other => Err(QueryError::Parse(format!("expected string, got {}", other.type_name()))),
+        }
+    }
+
+    /// An instant vector selector: at each step the newest sample within the lookback
+    /// window, unless that sample is a staleness marker. With `timestamps`, the value is
+    /// the sample's own timestamp in seconds (for `timestamp()`).
+    pub fn vector_selector(&mut self, vs: &VectorSelector, steps: &Steps, timestamps: bool) -> Result<Vec<Series>> {
+        let m = matchers(vs)?;
+        let n = steps.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let offset = offset_ms(&vs.offset);
+        let at = at_ms(&vs.at, self.query_start, self.query_end);
+        let (min_ref, max_ref) = match at {
+            Some(a) => (a - offset, a - offset),
+            None => (steps.start - offset, steps.end - offset),
+        };
+        let data = self.store.select(&m, min_ref.saturating_sub(self.lookback), max_ref)?;
+        self.account(data.iter().map(|s| s.samples.len()).sum())?;
+        let mut out = Vec::with_capacity(data.len());
+        for s in data {
+            self.tick()?;
+            let pts = &s.samples;
+            let mut vals = vec![None; n];
+            let mut any = false;
+            for (i, ts) in steps.iter() {
+                let r = at.unwrap_or(ts) - offset;
+                let hi = pts.partition_point(|x| x.timestamp_ms <= r);
+                if hi == 0 {
+                    continue;
+                }
+                let p = pts[hi - 1];
+                if p.timestamp_ms < r - self.lookback || is_stale_nan(p.value) {
+                    continue;
+                }
+                vals[i] = Some(if timestamps { p.timestamp_ms as f64 / 1000.0 } else { p.value });
+                any = true;
+            }
+            if any {
+                out.push(Series { labels: s.labels, vals });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a range-vector expression (matrix selector or subquery) for use by a function.
+    pub fn range_arg(&mut self, e: &Expr, steps: &Steps) -> Result<RangeArg> {
+        match unwrap_parens(e) {
+            Expr::MatrixSelector(ms) => self.matrix_selector(ms, steps),
+            Expr::Subquery(sq) => self.subquery(sq, steps),
+            other => Err(QueryError::Parse(format!("expected range vector, got {}", other.value_type()))),
+        }
+    }
+
+    fn ref_bounds(&self, at: Option<i64>, offset: i64, steps: &Steps) -> (i64, i64) {
+        match at {
+            Some(a) => (a - offset, a - offset),
+            None => (steps.start - offset, steps.end - offset),
+        }
+    }
+
+    fn matrix_selector(&mut self, ms: &MatrixSelector, steps: &Steps) -> Result<RangeArg> {
+        let m = matchers(&ms.vs)?;
+        let range = ms.range.as_millis() as i64;
+        let offset = offset_ms(&ms.vs.offset);
+        let at = at_ms(&ms.vs.at, self.query_start, self.query_end);
+        let (min_ref, max_ref) = self.ref_bounds(at, offset, steps);
+        let data = self.store.select(&m, min_ref.saturating_sub(range), max_ref)?;
+        self.account(data.iter().map(|s| s.samples.len()).sum())?;
+        let series = data
+            .into_iter()
+            .map(|s| RawSeries {
+                labels: s.labels,
+                points: s
+                    .samples
+                    .iter()
+                    .filter(|x| !is_stale_nan(x.value))
+                    .map(|x| (x.timestamp_ms, x.value))
+                    .collect(),
+            })
+            .collect();
+        Ok(RangeArg { series, range, offset, at })
+    }
+
+    /// A subquery: the inner expression evaluated at steps aligned to multiples of the
+    /// subquery step, covering every window the outer steps will ask for.
+    fn subquery(&mut self, sq: &SubqueryExpr, steps: &Steps) -> Result<RangeArg> {
+        let range = sq.range.as_millis() as i64;
+        let step = sq.step.map(|d| d.as_millis() as i64).unwrap_or(DEFAULT_SUBQUERY_STEP_MS).max(1);
+        let offset = offset_ms(&sq.offset);
+        let at = at_ms(&sq.at, self.query_start, self.query_end);
+        let (min_ref, max_ref) = self.ref_bounds(at, offset, steps);
+        let lo = min_ref - range;
+        let mut start = lo.div_euclid(step) * step;
+        if start < lo {
+            start += step;
+        }
+        let inner = Steps { start, end: max_ref, step };
+        if inner.len() > self.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        let series = self
+            .eval_vector(&sq.expr, &inner)?
+            .into_iter()
+            .map(|s| RawSeries {
+                labels: s.labels,
+                points: s.vals.iter().enumerate().filter_map(|(i, v)| v.map(|v| (inner.ts(i), v))).collect(),
+            })
+            .collect();
+        Ok(RangeArg { series, range, offset, at })
+    }
+}
