@@ -1,0 +1,471 @@
+//! Immutable on-disk blocks: one directory per time range holding `chunks` (zstd-compressed
+//! pages of block-codec chunks, read on demand with positioned reads), `index` (symbols,
+//! pages, series with their chunk references; CRC-checked, loaded into compact memory and
+//! turned into postings) and `meta.json`. A block appears atomically: it is built in a
+//! temporary directory, every file and the directory are fsync'd, then it is renamed.
+
+use super::chunk::{decode_block_chunk, encode_block_chunk};
+use super::encoding::{Cursor, DecodeError, put_bytes, put_uvarint, put_varint};
+use super::index::MemPostings;
+use super::wal::fsync_dir;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use tingzhen_core::{Label, Labels, Sample};
+
+const INDEX_MAGIC: &[u8; 8] = b"TZIDX\x00\x00\x01";
+/// Raw bytes per zstd page: big enough for zstd to find cross-series redundancy, small enough
+/// that reading one series decompresses little.
+const PAGE_RAW_BYTES: usize = 128 * 1024;
+/// Long series are split so a narrow query does not decode a whole day.
+const MAX_CHUNK_SAMPLES: usize = 4096;
+const ZSTD_LEVEL: i32 = 5;
+pub const META_FILE: &str = "meta.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("block I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("block {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BlockError + '_ {
+    move |source| BlockError::Io { path: path.to_path_buf(), source }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockMeta {
+    pub version: u32,
+    pub id: String,
+    /// The block covers [range_start, range_end); data lies within.
+    pub range_start: i64,
+    pub range_end: i64,
+    pub min_t: i64,
+    pub max_t: i64,
+    pub num_series: u64,
+    pub num_samples: u64,
+    pub num_chunks: u64,
+    /// Every WAL sample older than this is in some block (see `Tsdb::cut`).
+    pub floor: i64,
+    pub level: u32,
+    /// Ids of the blocks this one was compacted from.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+struct PageMeta {
+    offset: u64,
+    len: u32,
+    raw_len: u32,
+    crc: u32,
+}
+
+#[derive(Clone, Copy)]
+pub struct ChunkMeta {
+    pub min_t: i64,
+    pub max_t: i64,
+    page: u32,
+    offset: u32,
+    len: u32,
+}
+
+pub struct BlockWriter {
+    tmp: PathBuf,
+    chunks: BufWriter<File>,
+    file_off: u64,
+    page: Vec<u8>,
+    pages: Vec<PageMeta>,
+    series: Vec<(Labels, Vec<ChunkMeta>)>,
+    scratch: Vec<i64>,
+    pub num_samples: u64,
+    min_t: i64,
+    max_t: i64,
+}
+
+impl BlockWriter {
+    pub fn new(tmp: PathBuf) -> Result<Self, BlockError> {
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let path = tmp.join("chunks");
+        let f = File::create(&path).map_err(io_err(&path))?;
+        Ok(Self {
+            tmp,
+            chunks: BufWriter::with_capacity(256 * 1024, f),
+            file_off: 0,
+            page: Vec::with_capacity(PAGE_RAW_BYTES * 2),
+            pages: Vec::new(),
+            series: Vec::new(),
+            scratch: Vec::new(),
+            num_samples: 0,
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+        })
+    }
+
+    /// Adds one series; calls must come in increasing label order and `samples` must be
+    /// sorted with unique timestamps.
+    pub fn add_series(&mut self, labels: Labels, samples: &[Sample]) -> Result<(), BlockError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        if self.series.last().is_some_and(|(l, _)| *l >= labels) {
+            return Err(BlockError::Corrupt { path: self.tmp.clone(), reason: "series added out of order".into() });
+        }
+        let mut metas = Vec::with_capacity(samples.len().div_ceil(MAX_CHUNK_SAMPLES));
+        for part in samples.chunks(MAX_CHUNK_SAMPLES) {
+            let start = self.page.len();
+            encode_block_chunk(part, &mut self.page, &mut self.scratch);
+            metas.push(ChunkMeta {
+                min_t: part[0].timestamp_ms,
+                max_t: part[part.len() - 1].timestamp_ms,
+                page: self.pages.len() as u32,
+                offset: start as u32,
+                len: (self.page.len() - start) as u32,
+            });
+            if self.page.len() >= PAGE_RAW_BYTES {
+                self.flush_page()?;
+            }
+        }
+        self.num_samples += samples.len() as u64;
+        self.min_t = self.min_t.min(samples[0].timestamp_ms);
+        self.max_t = self.max_t.max(samples[samples.len() - 1].timestamp_ms);
+        self.series.push((labels, metas));
+        Ok(())
+    }
+
+    fn flush_page(&mut self) -> Result<(), BlockError> {
+        if self.page.is_empty() {
+            return Ok(());
+        }
+        let path = self.tmp.join("chunks");
+        let compressed = zstd::bulk::compress(&self.page, ZSTD_LEVEL).map_err(io_err(&path))?;
+        self.chunks.write_all(&compressed).map_err(io_err(&path))?;
+        self.pages.push(PageMeta {
+            offset: self.file_off,
+            len: compressed.len() as u32,
+            raw_len: self.page.len() as u32,
+            crc: crc32fast::hash(&compressed),
+        });
+        self.file_off += compressed.len() as u64;
+        self.page.clear();
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// Writes index and meta, fsyncs, and renames the directory to `dest`.
+    pub fn finish(mut self, mut meta: BlockMeta, dest: &Path) -> Result<BlockMeta, BlockError> {
+        self.flush_page()?;
+        let chunks_path = self.tmp.join("chunks");
+        let f = self
+            .chunks
+            .into_inner()
+            .map_err(|e| BlockError::Io { path: chunks_path.clone(), source: e.into_error() })?;
+        f.sync_all().map_err(io_err(&chunks_path))?;
+
+        let mut symbols: BTreeMap<&str, u32> = BTreeMap::new();
+        for (labels, _) in &self.series {
+            for l in labels {
+                symbols.insert(&l.name, 0);
+                symbols.insert(&l.value, 0);
+            }
+        }
+        let mut body = Vec::with_capacity(self.series.len() * 64);
+        put_uvarint(&mut body, symbols.len() as u64);
+        for (i, (s, id)) in symbols.iter_mut().enumerate() {
+            put_bytes(&mut body, s.as_bytes());
+            *id = i as u32;
+        }
+        put_uvarint(&mut body, self.pages.len() as u64);
+        for p in &self.pages {
+            put_uvarint(&mut body, p.offset);
+            put_uvarint(&mut body, p.len as u64);
+            put_uvarint(&mut body, p.raw_len as u64);
+            body.extend_from_slice(&p.crc.to_le_bytes());
+        }
+        put_uvarint(&mut body, self.series.len() as u64);
+        let mut num_chunks = 0u64;
+        for (labels, chunks) in &self.series {
+            put_uvarint(&mut body, labels.len() as u64);
+            for l in labels {
+                put_uvarint(&mut body, symbols[l.name.as_str()] as u64);
+                put_uvarint(&mut body, symbols[l.value.as_str()] as u64);
+            }
+            put_uvarint(&mut body, chunks.len() as u64);
+            for c in chunks {
+                put_varint(&mut body, c.min_t.wrapping_sub(meta.range_start));
+                put_uvarint(&mut body, c.max_t.wrapping_sub(c.min_t) as u64);
+                put_uvarint(&mut body, c.page as u64);
+                put_uvarint(&mut body, c.offset as u64);
+                put_uvarint(&mut body, c.len as u64);
+            }
+            num_chunks += chunks.len() as u64;
+        }
+        let index_path = self.tmp.join("index");
+        {
+            let mut f = File::create(&index_path).map_err(io_err(&index_path))?;
+            f.write_all(INDEX_MAGIC).map_err(io_err(&index_path))?;
+            f.write_all(&body).map_err(io_err(&index_path))?;
+            f.write_all(&(body.len() as u64).to_le_bytes()).map_err(io_err(&index_path))?;
+            f.write_all(&crc32fast::hash(&body).to_le_bytes()).map_err(io_err(&index_path))?;
+            f.sync_all().map_err(io_err(&index_path))?;
+        }
+        meta.num_series = self.series.len() as u64;
+        meta.num_samples = self.num_samples;
+        meta.num_chunks = num_chunks;
+        meta.min_t = self.min_t;
+        meta.max_t = self.max_t;
+        let meta_path = self.tmp.join(META_FILE);
+        {
+            let json = serde_json::to_vec_pretty(&meta)
+                .map_err(|e| BlockError::Io { path: meta_path.clone(), source: e.into() })?;
+            let mut f = File::create(&meta_path).map_err(io_err(&meta_path))?;
+            f.write_all(&json).map_err(io_err(&meta_path))?;
+            f.sync_all().map_err(io_err(&meta_path))?;
+        }
+        fsync_dir(&self.tmp)
+            .map_err(|e| BlockError::Io { path: self.tmp.clone(), source: io::Error::other(e.to_string()) })?;
+        fs::rename(&self.tmp, dest).map_err(io_err(dest))?;
+        if let Some(parent) = dest.parent() {
+            fsync_dir(parent)
+                .map_err(|e| BlockError::Io { path: parent.to_path_buf(), source: io::Error::other(e.to_string()) })?;
+        }
+        Ok(meta)
+    }
+}
+
+/// An open block: meta, index in memory, chunks file handle.
+pub struct Block {
+    pub dir: PathBuf,
+    pub meta: BlockMeta,
+    symbols: Vec<Box<str>>,
+    /// Flattened (name, value) symbol pairs; series i owns `labels[label_off[i]..label_off[i+1]]`.
+    labels: Vec<u32>,
+    label_off: Vec<u32>,
+    chunks: Vec<ChunkMeta>,
+    chunk_off: Vec<u32>,
+    pages: Vec<PageMeta>,
+    pub postings: MemPostings,
+    file: File,
+    pub disk_bytes: u64,
+}
+
+impl Block {
+    pub fn open(dir: &Path) -> Result<Block, BlockError> {
+        let corrupt = |reason: String| BlockError::Corrupt { path: dir.to_path_buf(), reason };
+        let meta_path = dir.join(META_FILE);
+        let meta_raw = fs::read(&meta_path).map_err(io_err(&meta_path))?;
+        let meta: BlockMeta = serde_json::from_slice(&meta_raw).map_err(|e| corrupt(format!("meta.json: {e}")))?;
+        if meta.version != 1 {
+            return Err(corrupt(format!("unsupported block version {}", meta.version)));
+        }
+        let index_path = dir.join("index");
+        let raw = fs::read(&index_path).map_err(io_err(&index_path))?;
+        if raw.len() < INDEX_MAGIC.len() + 12 || &raw[..8] != INDEX_MAGIC {
+            return Err(corrupt("index: bad magic or too short".into()));
+        }
+        let body = &raw[8..raw.len() - 12];
+        let mut tail = Cursor::new(&raw[raw.len() - 12..]);
+        let len = tail.u64_le().map_err(|e| corrupt(e.to_string()))?;
+        let crc = tail.u32_le().map_err(|e| corrupt(e.to_string()))?;
+        if len != body.len() as u64 || crc32fast::hash(body) != crc {
+            return Err(corrupt("index: checksum mismatch".into()));
+        }
+        let chunks_path = dir.join("chunks");
+        let file = File::open(&chunks_path).map_err(io_err(&chunks_path))?;
+        let chunks_len = file.metadata().map_err(io_err(&chunks_path))?.len();
+        let mut b = Self::parse_index(body, meta, dir, file).map_err(|e| corrupt(format!("index: {e}")))?;
+        if b.pages.iter().any(|p| p.offset + p.len as u64 > chunks_len) {
+            return Err(corrupt("chunks file is shorter than the index says".into()));
+        }
+        b.disk_bytes = chunks_len + raw.len() as u64 + meta_raw.len() as u64;
+        Ok(b)
+    }
+
+    fn parse_index(body: &[u8], meta: BlockMeta, dir: &Path, file: File) -> Result<Block, DecodeError> {
+        let mut c = Cursor::new(body);
+        let nsym = c.len(body.len())?;
+        let mut symbols = Vec::with_capacity(nsym);
+        for _ in 0..nsym {
+            symbols.push(Box::<str>::from(c.str()?));
+        }
+        let npages = c.len(body.len())?;
+        let mut pages = Vec::with_capacity(npages);
+        for _ in 0..npages {
+            let offset = c.uvarint()?;
+            let len = c.len(u32::MAX as usize)? as u32;
+            let raw_len = c.len(u32::MAX as usize)? as u32;
+            let crc = c.u32_le()?;
+            pages.push(PageMeta { offset, len, raw_len, crc });
+        }
+        let nseries = c.len(body.len())?;
+        let mut labels = Vec::new();
+        let mut label_off = Vec::with_capacity(nseries + 1);
+        let mut chunks = Vec::new();
+        let mut chunk_off = Vec::with_capacity(nseries + 1);
+        let mut postings = MemPostings::new();
+        label_off.push(0);
+        chunk_off.push(0);
+        for id in 0..nseries {
+            let nl = c.len(tingzhen_core::labels::MAX_LABELS_PER_SERIES * 4)?;
+            let start = labels.len();
+            for _ in 0..nl * 2 {
+                let s = c.len(nsym.saturating_sub(1))?;
+                if nsym == 0 {
+                    return Err(DecodeError("label refers to a missing symbol"));
+                }
+                labels.push(s as u32);
+            }
+            postings.add(
+                id as u32,
+                labels[start..].chunks_exact(2).map(|p| (&*symbols[p[0] as usize], &*symbols[p[1] as usize])),
+            );
+            label_off.push(labels.len() as u32);
+            let nc = c.len(body.len())?;
+            for _ in 0..nc {
+                let min_t = meta.range_start.wrapping_add(c.varint()?);
+                let max_t = min_t.wrapping_add(c.uvarint()? as i64);
+                let page = c.len(npages.saturating_sub(1))? as u32;
+                let offset = c.len(u32::MAX as usize)? as u32;
+                let len = c.len(u32::MAX as usize)? as u32;
+                let p = pages.get(page as usize).ok_or(DecodeError("chunk refers to a missing page"))?;
+                if offset as u64 + len as u64 > p.raw_len as u64 {
+                    return Err(DecodeError("chunk lies outside its page"));
+                }
+                chunks.push(ChunkMeta { min_t, max_t, page, offset, len });
+            }
+            chunk_off.push(chunks.len() as u32);
+        }
+        if !c.is_empty() {
+            return Err(DecodeError("trailing bytes after series"));
+        }
+        labels.shrink_to_fit();
+        chunks.shrink_to_fit();
+        Ok(Block {
+            dir: dir.to_path_buf(),
+            meta,
+            symbols,
+            labels,
+            label_off,
+            chunks,
+            chunk_off,
+            pages,
+            postings,
+            file,
+            disk_bytes: 0,
+        })
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.label_off.len() - 1
+    }
+
+    pub fn labels(&self, id: u32) -> Labels {
+        let i = id as usize;
+        let (a, b) = (self.label_off[i] as usize, self.label_off[i + 1] as usize);
+        // Stored sorted, so no re-sorting is needed.
+        let v: Vec<Label> = self.labels[a..b]
+            .chunks_exact(2)
+            .map(|p| Label::new(&*self.symbols[p[0] as usize], &*self.symbols[p[1] as usize]))
+            .collect();
+        Labels::from_unsorted(v)
+    }
+
+    pub fn chunk_metas(&self, id: u32) -> &[ChunkMeta] {
+        let i = id as usize;
+        &self.chunks[self.chunk_off[i] as usize..self.chunk_off[i + 1] as usize]
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.symbols.iter().map(|s| s.len() + 16).sum::<usize>()
+            + self.labels.capacity() * 4
+            + self.chunks.capacity() * std::mem::size_of::<ChunkMeta>()
+            + (self.label_off.capacity() + self.chunk_off.capacity()) * 4
+            + self.postings.memory_bytes()
+    }
+
+    fn read_page(&self, page: u32) -> Result<Vec<u8>, BlockError> {
+        let corrupt = |reason: String| BlockError::Corrupt { path: self.dir.clone(), reason };
+        let p = self.pages.get(page as usize).ok_or_else(|| corrupt(format!("page {page} missing")))?;
+        let mut buf = vec![0u8; p.len as usize];
+        let path = self.dir.join("chunks");
+        self.file.read_exact_at(&mut buf, p.offset).map_err(io_err(&path))?;
+        if crc32fast::hash(&buf) != p.crc {
+            return Err(corrupt(format!("chunk page {page} checksum mismatch")));
+        }
+        let raw = zstd::bulk::decompress(&buf, p.raw_len as usize).map_err(|e| corrupt(format!("page {page}: {e}")))?;
+        if raw.len() != p.raw_len as usize {
+            return Err(corrupt(format!("page {page} decompressed to the wrong size")));
+        }
+        Ok(raw)
+    }
+
+    /// Samples of series `id` within [mint, maxt]. `cache` keeps the last page read so a
+    /// query walking series in order decompresses each page once.
+    pub fn samples(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        cache: &mut Option<(u32, Vec<u8>)>,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), BlockError> {
+        for c in self.chunk_metas(id) {
+            if c.max_t < mint || c.min_t > maxt {
+                continue;
+            }
+            if cache.as_ref().is_none_or(|(p, _)| *p != c.page) {
+                *cache = Some((c.page, self.read_page(c.page)?));
+            }
+            let Some((_, page)) = cache.as_ref() else { continue };
+            let bytes = &page[c.offset as usize..(c.offset + c.len) as usize];
+            decode_block_chunk(&mut Cursor::new(bytes), out, mint, maxt).map_err(|e| BlockError::Corrupt {
+                path: self.dir.clone(),
+                reason: format!("chunk of series {id}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether series `id` has a sample in [mint, maxt]; decodes only when chunk bounds
+    /// cannot tell.
+    pub fn has_data(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        cache: &mut Option<(u32, Vec<u8>)>,
+    ) -> Result<bool, BlockError> {
+        let mut undecided = false;
+        for c in self.chunk_metas(id) {
+            if (mint..=maxt).contains(&c.min_t) || (mint..=maxt).contains(&c.max_t) {
+                return Ok(true);
+            }
+            undecided |= c.min_t < mint && c.max_t > maxt;
+        }
+        if !undecided {
+            return Ok(false);
+        }
+        let mut tmp = Vec::new();
+        self.samples(id, mint, maxt, cache, &mut tmp)?;
+        Ok(!tmp.is_empty())
+    }
+
+    /// True when every series of the block has data inside [mint, maxt].
+    pub fn covered_by(&self, mint: i64, maxt: i64) -> bool {
+        mint <= self.meta.min_t && self.meta.max_t <= maxt
+    }
+}
