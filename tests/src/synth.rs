@@ -40,8 +40,9 @@ pub struct Fleet {
     pub start_ms: i64,
     pub step_ms: i64,
     pub samples: usize,
-    /// Scrape timestamps wander by up to this many ms, as real scrapes do (and so query
-    /// times never sit exactly on a sample, where range-boundary conventions differ).
+    /// Scrape timestamps wander by 1..this many ms, as real scrapes do; never 0, so a query time
+    /// on a whole second never sits exactly on a sample, where Prometheus 2 and 3 differ
+    /// (closed vs left-open windows).
     pub jitter_ms: i64,
     pub seed: u64,
 }
@@ -184,7 +185,8 @@ impl Fleet {
                     Kind::Constant(c) => c,
                 };
                 for i in 0..self.samples {
-                    let jitter = if self.jitter_ms > 0 { rng.below(self.jitter_ms as u64) as i64 } else { 0 };
+                    // Never 0: a sample exactly on a whole second could sit on a window boundary.
+                    let jitter = if self.jitter_ms > 1 { 1 + rng.below(self.jitter_ms as u64 - 1) as i64 } else { 0 };
                     let t = self.start_ms + i as i64 * self.step_ms + jitter;
                     if i > 0 {
                         v = match kind {
