@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The test command: installs the real peers the end-to-end tests talk to (Debian packages) if
+# they are missing, then runs every test in the workspace. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# binary -> Debian package providing it
+declare -A PEERS=(
+  [/usr/bin/prometheus]=prometheus
+  [/usr/bin/promtool]=prometheus
+  [/usr/bin/prometheus-node-exporter]=prometheus-node-exporter
+  [/usr/bin/victoria-metrics]=victoria-metrics
+)
+missing=()
+for bin in "${!PEERS[@]}"; do
+  [[ -x "$bin" ]] || missing+=("${PEERS[$bin]}")
+done
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "test.sh: installing missing peers: ${missing[*]}" >&2
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  # Packages' own services are not needed (tests start their own on free ports); policy-rc.d
+  # may refuse to start them in containers, which is fine.
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+for bin in "${!PEERS[@]}"; do
+  [[ -x "$bin" ]] || { echo "test.sh: $bin still missing after install" >&2; exit 1; }
+done
+
+# No test needs PostgreSQL, Redis or a broker yet; when one does, start it here.
+
+exec cargo test --workspace "$@"
