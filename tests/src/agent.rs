@@ -94,6 +94,19 @@ impl Agent {
         r.body
     }
 
+    /// The `/metrics` page once the first host collection is on it (the page may be served
+    /// before the first collection finishes).
+    pub fn scrape_collected(&mut self) -> String {
+        let proc = self.proc.as_mut().expect("agent running");
+        let url = format!("http://{}/metrics", self.listen);
+        wait::until_60s("the agent's first collection on /metrics", |last| {
+            proc.assert_running();
+            let r = Http::new().get(&url, None, &[]).ok()?;
+            *last = format!("{} ({} bytes)", r.status, r.body.len());
+            (r.status == 200 && r.body.lines().any(|l| l.starts_with("node_load1"))).then_some(r.body)
+        })
+    }
+
     pub fn proc_mut(&mut self) -> &mut Proc {
         self.proc.as_mut().expect("agent running")
     }

@@ -30,9 +30,9 @@ fn shapes(page: &str) -> BTreeMap<String, BTreeSet<Vec<String>>> {
 
 #[test]
 fn key_metrics_match_node_exporter_names_and_labels() {
-    let agent = Agent::start(AgentOpts { interval: Some("1s".into()), ..Default::default() });
+    let mut agent = Agent::start(AgentOpts { interval: Some("1s".into()), ..Default::default() });
     let ne = NodeExporter::start();
-    let ours = shapes(&agent.scrape());
+    let ours = shapes(&agent.scrape_collected());
     let theirs = shapes(&Http::new().get(&ne.metrics_url(), None, &[]).unwrap().body);
     let key = [
         "node_cpu_seconds_total",

@@ -27,8 +27,8 @@ fn promtool(page: &str) -> (i32, BTreeSet<String>) {
 
 #[test]
 fn promtool_accepts_the_agent_page() {
-    let agent = Agent::start(AgentOpts { interval: Some("1s".into()), ..Default::default() });
-    let page = agent.scrape();
+    let mut agent = Agent::start(AgentOpts { interval: Some("1s".into()), ..Default::default() });
+    let page = agent.scrape_collected();
     assert!(page.contains("node_load1"), "agent page has no node_load1:\n{page}");
     let (code, problems) = promtool(&page);
     // promtool exits 1 on a page it cannot parse and 3 on lint findings. node_exporter's own
@@ -37,7 +37,14 @@ fn promtool_accepts_the_agent_page() {
     let ne = NodeExporter::start();
     let ne_page = Http::new().get(&ne.metrics_url(), None, &[]).unwrap().body;
     let (_, allowed) = promtool(&ne_page);
-    let extra: Vec<&String> = problems.difference(&allowed).collect();
+    // node_exporter copies kernel counter names verbatim into these families, camelCase
+    // included; a newer node_exporter exposes more of them than Debian's, so the rule is allowed
+    // for the family, not only for the names this node_exporter happens to print.
+    let kernel_named = |l: &str| {
+        ["node_netstat_", "node_memory_", "node_vmstat_"].iter().any(|p| l.starts_with(p))
+            && l.ends_with("metric names should be written in 'snake_case' not 'camelCase'")
+    };
+    let extra: Vec<&String> = problems.difference(&allowed).filter(|l| !kernel_named(l)).collect();
     assert!(
         (code == 0 || code == 3) && extra.is_empty(),
         "promtool check metrics failed on the agent page (exit {code}); problems node_exporter does not have:\n{}",
