@@ -203,8 +203,7 @@ impl GoHeap {
         }
     }
 
-    fn down(&mut self, i0: usize) -> bool {
-        let n = self.items.len();
+    fn down(&mut self, i0: usize, n: usize) {
         let mut i = i0;
         loop {
             let j1 = 2 * i + 1;
@@ -221,7 +220,6 @@ impl GoHeap {
             self.items.swap(i, j);
             i = j;
         }
-        i > i0
     }
 
     fn push(&mut self, item: (f64, usize)) {
@@ -229,10 +227,11 @@ impl GoHeap {
         self.up(self.items.len() - 1);
     }
 
-    fn fix_top(&mut self) {
-        if !self.down(0) {
-            self.up(0);
-        }
+    fn pop(&mut self) {
+        let n = self.items.len() - 1;
+        self.items.swap(0, n);
+        self.down(0, n);
+        self.items.pop();
     }
 }
 
@@ -257,17 +256,19 @@ fn top_bottom(series: &[Series], grouping: &Grouping, ks: &[f64], top: bool, out
                     *slot = Some(GoHeap { items: vec![(v, si)], top });
                 }
                 Some(h) => {
-                    if (h.items.len() as i64) < k {
-                        h.push((v, si));
-                    } else {
-                        let head = h.items[0].0;
-                        let replace = if top { head < v } else { head > v } || (head.is_nan() && !v.is_nan());
-                        if replace {
-                            h.items[0] = (v, si);
-                            if k > 1 {
-                                h.fix_top();
+                    // Prometheus 2.x: a full heap gives up its top when the new value beats
+                    // it, or whenever the top is NaN.
+                    let head = h.items[0].0;
+                    let full = h.items.len() as i64 >= k;
+                    if !full || (if top { head < v } else { head > v }) || head.is_nan() {
+                        if full {
+                            if k == 1 {
+                                h.items[0] = (v, si);
+                                continue;
                             }
+                            h.pop();
                         }
+                        h.push((v, si));
                     }
                 }
             }

@@ -112,7 +112,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
         // Prometheus holds each step's window in memory; count them against the limit.
         ev.account(window_samples)?;
         if any {
-            out.push(Series { labels: s.labels.without_metric_name(), vals });
+            // Every range function drops the metric name except last_over_time.
+            let labels = if name == "last_over_time" { s.labels.clone() } else { s.labels.without_metric_name() };
+            out.push(Series { labels, vals });
         }
     }
     check_unique_labels(&out)?;
@@ -217,9 +219,9 @@ fn linear_regression(p: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
-/// Prometheus's incremental mean, which survives huge values without overflowing.
+/// Prometheus's compensated incremental mean, which survives huge values without overflowing.
 fn avg(p: &[(i64, f64)]) -> f64 {
-    let (mut mean, mut count) = (0.0f64, 0.0f64);
+    let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
     for &(_, v) in p {
         count += 1.0;
         if mean.is_infinite() {
@@ -230,9 +232,9 @@ fn avg(p: &[(i64, f64)]) -> f64 {
                 continue;
             }
         }
-        mean += v / count - mean / count;
+        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
     }
-    mean
+    if mean.is_infinite() { mean } else { mean + c }
 }
 
 /// Population variance by Welford's method with compensated sums, as Prometheus.

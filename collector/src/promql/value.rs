@@ -200,12 +200,11 @@ pub fn format_float(v: f64) -> String {
     }
 }
 
-/// Kahan–Babuška summation step, as Prometheus's `kahanSumInc`.
+/// Kahan–Babuška summation step, as Prometheus 2.x's `kahanSumInc` (an infinite sum makes
+/// the compensation NaN there too, which is visible in stddev_over_time).
 pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
+    let c = if sum.abs() >= inc.abs() {
         c + ((sum - t) + inc)
     } else {
         c + ((inc - t) + sum)
