@@ -20,4 +20,4 @@ pub mod db;
 
 pub use labels::{Label, LabelError, Labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use sample::{STALE_NAN_BITS, Sample, TimeSeries, is_stale_nan, stale_nan};
+pub use sample::{STALE_NAN_BITS, Sample, TimeSeries, is_stale_nan, now_ms, stale_nan};
