@@ -291,7 +291,7 @@ fn as_decimal(v: f64, e: usize) -> Option<i64> {
 
 #[inline]
 fn uvarint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Writes an integer stream as delta or delta-of-delta varints, whichever is smaller.

@@ -295,10 +295,11 @@ impl Head {
             idx.postings.add(id, labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
             idx.by_id.insert(id, s.clone());
         }
-        if shard.by_hash.contains_key(&hash) {
-            shard.collisions.push((hash, s.clone()));
-        } else {
-            shard.by_hash.insert(hash, s.clone());
+        match shard.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => shard.collisions.push((hash, s.clone())),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(s.clone());
+            }
         }
         s
     }

@@ -112,9 +112,8 @@ impl Tsdb {
             series.sort_by(|a, b| a.0.cmp(&b.0));
             let mut from = persisted;
             let mut buf: Vec<Sample> = Vec::new();
-            loop {
-                // Start at the oldest remaining data, skipping empty windows.
-                let Some(oldest) = series.iter().filter_map(|(_, s)| s.min_time(from)).min() else { break };
+            // Each round starts at the oldest remaining data, skipping empty windows.
+            while let Some(oldest) = series.iter().filter_map(|(_, s)| s.min_time(from)).min() {
                 if oldest >= floor {
                     break;
                 }

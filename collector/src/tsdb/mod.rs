@@ -210,7 +210,7 @@ fn dur_ms(d: Duration) -> i64 {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| dur_ms(d))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, dur_ms)
 }
 
 impl Tsdb {

@@ -385,7 +385,7 @@ fn randomized_differential_against_mem_storage() {
             let host = format!("h{}", rng.next() % 8);
             let name = ["cpu", "mem", "disk"][(rng.next() % 3) as usize];
             let mut pairs = vec![("__name__", name.to_string()), ("host", host)];
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 pairs.push(("dev", format!("sd{}", rng.next() % 3)));
             }
             let labels = Labels::from_pairs(pairs);

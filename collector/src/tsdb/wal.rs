@@ -161,10 +161,12 @@ fn list_dir(dir: &Path) -> Result<(Vec<u64>, Vec<u64>), WalError> {
 
 /// Reads the frames of one file. On a bad frame: if `repair`, truncates the file there and
 /// stops; returns whether it truncated.
+type RecordFn<'a> = dyn FnMut(u64, &[u8]) -> Result<(), DecodeError> + 'a;
+
 fn read_file(
     path: &Path,
     seg: u64,
-    f: &mut dyn FnMut(u64, &[u8]) -> Result<(), DecodeError>,
+    f: &mut RecordFn<'_>,
     info: &mut ReplayInfo,
 ) -> Result<Option<(u64, String)>, WalError> {
     let mut data = Vec::new();
