@@ -1,1 +1,26 @@
-fn main() {}
+//! `tingzhen`: the server binary. Parses the command line and hands off; the work lives in the
+//! target crates (`tingzhen-collector`, …) and in `serve`/`quickstart` here.
+
+mod cli;
+mod config;
+mod quickstart;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hyper=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -3,11 +3,137 @@
 //! Prometheus HTTP API.
 //!
 //! Shape: `api` (axum routes, auth, error mapping) → `promql` (query engine) → `storage`
-//! (the `Queryable` trait) ← `tsdb` (the embedded engine). `inventory` tracks agents.
+//! (the `Queryable` trait) ← `tsdb` (the embedded engine). `inventory` tracks agents;
+//! `telemetry` is the collector's own metrics. [`Collector`] wires them and runs the
+//! background loops (storage maintenance, liveness).
 
+pub mod api;
 pub mod config;
 pub mod inventory;
 pub mod promql;
 pub mod storage;
 pub mod telemetry;
 pub mod tsdb;
+
+use api::auth::Auth;
+use api::{AppState, Services};
+use config::{InventoryConfig, QueryConfig, StorageConfig};
+use inventory::Inventory;
+use promql::{Engine, EngineOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use telemetry::Telemetry;
+use tingzhen_core::db::Db;
+use tingzhen_core::now_ms;
+use tokio::sync::watch;
+use tsdb::{Tsdb, TsdbOptions};
+
+/// How often the engine cuts blocks, truncates its WAL and applies retention.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Default)]
+pub struct CollectorSettings {
+    pub storage: StorageConfig,
+    pub query: QueryConfig,
+    pub inventory: InventoryConfig,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error("cannot open the time-series engine in {path}: {source}")]
+    Tsdb { path: String, source: tsdb::TsdbError },
+    #[error("cannot load the agent inventory: {0}")]
+    Inventory(#[from] tingzhen_core::db::DbError),
+}
+
+pub struct Collector {
+    services: AppState,
+    inventory_every: Duration,
+}
+
+impl Collector {
+    /// Opens storage (replaying its WAL) and builds the services. Blocking.
+    pub fn open(settings: &CollectorSettings, db: Arc<Db>) -> Result<Self, CollectorError> {
+        let tsdb_dir = PathBuf::from(&settings.storage.data_dir).join("tsdb");
+        let opts = TsdbOptions {
+            retention: settings.storage.retention.0,
+            out_of_order_window: settings.storage.out_of_order_window.0,
+            ..TsdbOptions::default()
+        };
+        let tsdb = Tsdb::open(&tsdb_dir, opts)
+            .map_err(|source| CollectorError::Tsdb { path: tsdb_dir.display().to_string(), source })?;
+        let telemetry = Arc::new(Telemetry::new());
+        let engine = Engine::new(EngineOptions {
+            lookback_delta_ms: settings.query.lookback_delta.0.as_millis() as i64,
+            max_samples: settings.query.max_samples,
+            timeout: settings.query.timeout.0,
+        });
+        let services = Services {
+            tsdb: Arc::new(tsdb),
+            engine: Arc::new(engine),
+            auth: Arc::new(Auth::new(db.clone(), telemetry.clone())),
+            inventory: Arc::new(Inventory::load(db, settings.inventory.clone())?),
+            telemetry,
+            query_slots: Arc::new(tokio::sync::Semaphore::new(settings.query.max_concurrent)),
+            query_timeout: settings.query.timeout.0,
+            max_body_bytes: settings.max_body_bytes,
+        };
+        Ok(Self { services: Arc::new(services), inventory_every: settings.inventory.evaluate_every.0 })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        api::router(self.services.clone())
+    }
+
+    pub fn services(&self) -> &AppState {
+        &self.services
+    }
+
+    /// Runs storage maintenance and liveness evaluation until `shutdown` turns true, then
+    /// flushes the engine so a clean stop leaves no WAL to replay.
+    pub async fn run_background(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut maintenance = tokio::time::interval(MAINTENANCE_EVERY);
+        let mut liveness = tokio::time::interval(self.inventory_every);
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = maintenance.tick() => {
+                    let tsdb = self.services.tsdb.clone();
+                    let done = tokio::task::spawn_blocking(move || tsdb.maintain(now_ms())).await;
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
+                        Err(e) => tracing::error!(error = %e, "storage maintenance task panicked"),
+                    }
+                }
+                _ = liveness.tick() => {
+                    let series = self.services.inventory.liveness_series(now_ms());
+                    if series.is_empty() {
+                        continue;
+                    }
+                    let tsdb = self.services.tsdb.clone();
+                    let done = tokio::task::spawn_blocking(move || tsdb.append(&series)).await;
+                    if let Ok(Err(e)) = done {
+                        tracing::warn!(error = %e, "could not record agent liveness");
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        let tsdb = self.services.tsdb.clone();
+        match tokio::task::spawn_blocking(move || tsdb.flush()).await {
+            Ok(Ok(())) => tracing::info!("storage flushed"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "flush at shutdown failed; the WAL will be replayed at next start")
+            }
+            Err(e) => tracing::error!(error = %e, "flush task panicked; the WAL will be replayed at next start"),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Ingest endpoints: Prometheus remote write 1.0, Influx line protocol (1.x and 2.x paths)
+//! and agent heartbeats. Each request is decoded and validated whole before the engine sees
+//! it, and the engine appends all-or-nothing, so a refused request stores nothing; a 2xx
+//! answer means the samples are in the fsync'd write-ahead log.
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::params::{Params, now_ms};
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use std::net::SocketAddr;
+use tingzhen_core::inventory::Heartbeat;
+use tingzhen_core::line_protocol::{self, Precision};
+use tingzhen_core::{TimeSeries, remote_write};
+
+fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>, protocol: &'static str) -> ApiResult<Bytes> {
+    body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            state.telemetry.rejected(protocol, "too_large");
+            ApiError::TooLarge { limit: state.max_body_bytes }
+        } else {
+            state.telemetry.rejected(protocol, "unreadable");
+            ApiError::BadData(format!("cannot read request body: {rej}"))
+        }
+    })
+}
+
+/// Decodes on a blocking thread (snappy and protobuf of a large batch take milliseconds) and
+/// appends there too (the append waits for fsync).
+async fn decode_and_append<F>(state: &AppState, protocol: &'static str, decode: F) -> ApiResult<StatusCode>
+where
+    F: FnOnce() -> Result<Vec<TimeSeries>, String> + Send + 'static,
+{
+    let tsdb = state.tsdb.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let series = decode().map_err(ApiError::BadData)?;
+        let samples: u64 = series.iter().map(|s| s.samples.len() as u64).sum();
+        tsdb.append(&series).map_err(ApiError::from_tsdb_error)?;
+        Ok::<u64, ApiError>(samples)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("ingest task failed: {e}")))?;
+    match outcome {
+        Ok(samples) => {
+            state.telemetry.ingested(protocol, samples);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Err(e) => {
+            state.telemetry.rejected(protocol, if matches!(e, ApiError::BadData(_)) { "invalid" } else { "error" });
+            Err(e)
+        }
+    }
+}
+
+fn reject_unsupported_encoding(headers: &HeaderMap, allowed: &[&str]) -> ApiResult<()> {
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        if !enc.is_empty() && !allowed.contains(&enc.as_str()) {
+            return Err(ApiError::BadData(format!(
+                "unsupported Content-Encoding {enc:?}; expected {}",
+                if allowed.is_empty() { "none".to_string() } else { allowed.join(" or ") }
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn remote_write(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    let body = body_bytes(&state, body, "remote_write")?;
+    reject_unsupported_encoding(&headers, &["snappy"])?;
+    decode_and_append(&state, "remote_write", move || {
+        remote_write::decode(&body, remote_write::DEFAULT_MAX_DECOMPRESSED).map_err(|e| e.to_string())
+    })
+    .await
+}
+
+async fn influx(
+    state: AppState,
+    headers: HeaderMap,
+    params: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    let body = body_bytes(&state, body, "influx")?;
+    reject_unsupported_encoding(&headers, &["identity"])?;
+    let precision =
+        Precision::parse(params.get("precision").unwrap_or("ns")).map_err(|e| ApiError::BadData(e.to_string()))?;
+    let now = now_ms();
+    decode_and_append(&state, "influx", move || line_protocol::parse(&body, precision, now).map_err(|e| e.to_string()))
+        .await
+}
+
+pub async fn influx_v1(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    influx(state, headers, Params(params), body).await
+}
+
+pub async fn influx_v2(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    influx(state, headers, Params(params), body).await
+}
+
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    let body = body_bytes(&state, body, "heartbeat")?;
+    let hb: Heartbeat =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadData(format!("invalid heartbeat JSON: {e}")))?;
+    hb.validate().map_err(|e| ApiError::BadData(format!("invalid heartbeat: {e}")))?;
+    let addr = peer.map(|p| p.0.0.ip().to_string()).unwrap_or_default();
+    let inventory = state.inventory.clone();
+    tokio::task::spawn_blocking(move || inventory.heartbeat(hb, addr, now_ms()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("heartbeat task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("cannot store heartbeat: {e}")))?;
+    state.telemetry.heartbeat();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,279 @@
+//! The command line: `serve`, `up`, `config check`, `token create|list|revoke`. Flags
+//! override the config file.
+
+use crate::config::Config;
+use crate::{quickstart, serve};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tingzhen_collector::Collector;
+use tingzhen_core::db::Db;
+use tingzhen_core::token::{Scope, parse_allow};
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(name = "tingzhen", version, about = "tingzhen (听诊): monitoring and ops for hospital groups")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (one target or all of them in one process).
+    Serve(ServeArgs),
+    /// Quickstart: everything in one process on embedded storage, with a built-in agent for this host.
+    Up(UpArgs),
+    /// Config file tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// API tokens (stored hashed; the plaintext is printed once).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// TOML config file; without it every key takes its default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Which part of the system to run.
+    #[arg(long, value_enum, default_value_t = Target::All)]
+    target: Target,
+    /// Listen address (overrides server.listen).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// Listen address.
+    #[arg(long, default_value = tingzhen_core::config::DEFAULT_LISTEN)]
+    listen: String,
+    /// Data directory.
+    #[arg(long, default_value = "./tingzhen-data")]
+    data: PathBuf,
+    /// Collection interval of the built-in agent.
+    #[arg(long, default_value = "10s")]
+    interval: tingzhen_core::config::HumanDuration,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// Every target in one process (the appliance).
+    All,
+    /// Ingest, storage, query API and inventory.
+    Collector,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Parse and validate a config file; names the first bad key.
+    Check { file: PathBuf },
+}
+
+#[derive(Args, Debug)]
+struct StoreArgs {
+    /// Data directory holding tingzhen.db (overrides storage.data_dir of --config).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Config file whose storage.data_dir to use.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token; prints only the token on stdout.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: ingest, query, admin.
+        #[arg(long)]
+        scope: String,
+        /// Comma-separated addresses or CIDR networks the token may be used from.
+        #[arg(long)]
+        allow: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve_command(args),
+        Command::Up(args) => quickstart::run(&args.listen, &args.data, args.interval.0),
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            Config::load(&file)?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Token { command } => token_command(command),
+    }
+}
+
+/// The relational store lives beside the time-series data.
+pub fn open_db(data_dir: &Path) -> anyhow::Result<Db> {
+    let path = data_dir.join("tingzhen.db");
+    Db::open(&path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn store_dir(store: &StoreArgs) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &store.data {
+        return Ok(d.clone());
+    }
+    Ok(PathBuf::from(Config::load_or_default(store.config.as_deref())?.storage.data_dir))
+}
+
+fn token_command(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { name, scope, allow, store } => {
+            let scopes = Scope::parse_list(&scope).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+            let allow = allow
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| parse_allow(s).map_err(|e| anyhow::anyhow!("--allow: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let db = open_db(&store_dir(&store)?)?;
+            let created = db.create_token(&name, &scopes, &allow)?;
+            eprintln!(
+                "created token {:?} with scopes {}; it is shown once, store it now",
+                name,
+                scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+            );
+            println!("{}", created.plaintext);
+            Ok(())
+        }
+        TokenCommand::List { store } => {
+            let db = open_db(&store_dir(&store)?)?;
+            println!("{:<24} {:<20} {:<24} {:<8}", "NAME", "SCOPES", "ALLOW", "STATE");
+            for t in db.list_tokens()? {
+                let scopes = t.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+                let allow = if t.allow.is_empty() {
+                    "any".to_string()
+                } else {
+                    t.allow.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+                };
+                println!(
+                    "{:<24} {:<20} {:<24} {:<8}",
+                    t.name,
+                    scopes,
+                    allow,
+                    if t.revoked { "revoked" } else { "live" }
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { name, store } => {
+            open_db(&store_dir(&store)?)?.revoke_token(&name)?;
+            eprintln!("revoked token {name:?}");
+            Ok(())
+        }
+    }
+}
+
+fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load_or_default(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.storage.data_dir = data.display().to_string();
+    }
+    config.validate()?;
+    // `all` and `collector` are the same process today: the collector is the only target.
+    let _ = args.target;
+    runtime()?.block_on(async move {
+        let db = Arc::new(open_db(Path::new(&config.storage.data_dir))?);
+        let settings = config.collector_settings();
+        let collector = tokio::task::spawn_blocking(move || Collector::open(&settings, db)).await??;
+        let listener = serve::bind(&config.server.listen).await?;
+        let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+        tracing::info!(listen = %config.server.listen, %scheme, data = %config.storage.data_dir, "tingzhen serving");
+        run_until_signal(collector, listener, config.server.tls.as_ref(), None).await
+    })
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+/// Serves until SIGINT/SIGTERM, then stops accepting, flushes storage and returns. `on_stop`
+/// runs first (the quickstart stops its agent there so its last batch is not refused).
+pub async fn run_until_signal(
+    collector: Collector,
+    listener: tokio::net::TcpListener,
+    tls: Option<&tingzhen_core::config::TlsConfig>,
+    on_stop: Option<Box<dyn FnOnce() + Send>>,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let router = collector.router();
+    let collector = Arc::new(collector);
+    let background = {
+        let collector = collector.clone();
+        let rx = stop_rx.clone();
+        tokio::spawn(async move { collector.run_background(rx).await })
+    };
+    let server = serve::serve(listener, router, tls, stop_rx);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            result?;
+        }
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            if let Some(f) = on_stop {
+                tokio::task::spawn_blocking(f).await.ok();
+            }
+            let _ = stop_tx.send(true);
+            server.await?;
+        }
+    }
+    let _ = stop_tx.send(true);
+    background.await.context("background tasks failed")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

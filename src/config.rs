@@ -1,0 +1,100 @@
+//! The server's TOML config file: one section per concern, every key defaulted, unknown keys
+//! refused (with the key named) so a typo never silently falls back to a default.
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tingzhen_collector::CollectorSettings;
+use tingzhen_collector::config::{InventoryConfig, QueryConfig, StorageConfig};
+use tingzhen_core::config::ServerConfig;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub query: QueryConfig,
+    pub inventory: InventoryConfig,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+        config.validate().with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<Self> {
+        match path {
+            Some(p) => Self::load(p),
+            None => Ok(Self::default()),
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            bail!("server.listen: {:?} is not an address like 127.0.0.1:8630", self.server.listen);
+        }
+        if self.server.max_body_bytes < 1024 {
+            bail!("server.max_body_bytes: must be at least 1024");
+        }
+        if let Some(tls) = &self.server.tls {
+            for (key, path) in [("server.tls.cert_file", &tls.cert_file), ("server.tls.key_file", &tls.key_file)] {
+                if !Path::new(path).is_file() {
+                    bail!("{key}: {path:?} does not exist or is not a file");
+                }
+            }
+        }
+        self.storage.validate().map_err(anyhow::Error::msg)?;
+        self.query.validate().map_err(anyhow::Error::msg)?;
+        self.inventory.validate().map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+
+    pub fn collector_settings(&self) -> CollectorSettings {
+        CollectorSettings {
+            storage: self.storage.clone(),
+            query: self.query.clone(),
+            inventory: self.inventory.clone(),
+            max_body_bytes: self.server.max_body_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c, Config::default());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = toml::from_str::<Config>("[storage]\nretension = \"1d\"\n").unwrap_err().to_string();
+        assert!(err.contains("retension"), "{err}");
+    }
+
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("tingzhen") && name.ends_with(".toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let c: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+                c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no tingzhen*.toml example under deploy/");
+    }
+}
