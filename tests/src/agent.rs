@@ -19,7 +19,8 @@ pub struct AgentOpts {
     pub interval: Option<String>,
     /// `--ca-file` for an HTTPS collector signed by a private CA.
     pub ca_file: Option<PathBuf>,
-    /// `--config FILE` contents, if any.
+    /// Top-level keys and sections for the agent's config file (not `[buffer]`: the harness
+    /// sets that one).
     pub config_toml: Option<String>,
 }
 
@@ -44,11 +45,13 @@ impl Agent {
         assert!(self.proc.is_none(), "agent already running");
         let mut cmd = Command::new(bins::agent());
         cmd.current_dir(self.root.path()).arg("run");
-        if let Some(toml) = &self.opts.config_toml {
-            let p = self.root.path().join("agent.toml");
-            std::fs::write(&p, toml).expect("write agent config");
-            cmd.arg("--config").arg(p);
-        }
+        // Always a config file: the disk buffer must be this agent's own (the default,
+        // /var/lib/tingzhen-agent/buffer, would be shared by every agent a test run starts).
+        let mut toml = self.opts.config_toml.clone().unwrap_or_default();
+        toml.push_str(&format!("\n[buffer]\ndir = {:?}\n", self.root.path().join("buffer").display().to_string()));
+        let p = self.root.path().join("agent.toml");
+        std::fs::write(&p, toml).expect("write agent config");
+        cmd.arg("--config").arg(p);
         if let Some(c) = &self.opts.collector {
             cmd.args(["--collector", c]);
         }

@@ -13,6 +13,8 @@ fn agent_up_follows_heartbeats() {
         collector: Some(coll.base_url()),
         token: Some(token.clone()),
         interval: Some("1s".into()),
+        // Heartbeat every second, so "down" comes after a few seconds, not minutes.
+        config_toml: Some("heartbeat_interval = \"1s\"\n".into()),
         ..Default::default()
     });
     let host = hostname();
