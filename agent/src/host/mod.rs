@@ -171,11 +171,14 @@ impl HostCollector {
         success.push(("netstat", ok));
 
         let mut counts = [0u64; 11];
-        ok = false;
-        for p in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            if let Ok(f) = std::fs::File::open(p) {
-                ok = true;
-                net::count_tcp_states(std::io::BufReader::with_capacity(32 * 1024, f), &mut counts);
+        ok = net::count_tcp_states_netlink(&mut counts).is_ok();
+        if !ok {
+            counts = [0; 11];
+            for p in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                if let Ok(f) = std::fs::File::open(p) {
+                    ok = true;
+                    net::count_tcp_states(std::io::BufReader::with_capacity(32 * 1024, f), &mut counts);
+                }
             }
         }
         if ok {
