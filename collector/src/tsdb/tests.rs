@@ -511,7 +511,7 @@ fn measure_ingest_and_compression() {
                 2 => (((v * 100.0).round() + (rng.next() % 11) as f64 - 5.0).abs()) / 100.0,
                 3 => (v as i64 / 4096 * 4096) as f64 + ((rng.next() % 64) as f64 - 32.0) * 4096.0,
                 4 => 512_110_190_592.0,
-                5 => v + if rng.next() % 50 == 0 { 1.0 } else { 0.0 },
+                5 => v + if rng.next().is_multiple_of(50) { 1.0 } else { 0.0 },
                 6 => ((v * 1000.0).round() + (rng.next() % 200) as f64) / 1000.0,
                 _ => 212_110_190_592.0 - (k as f64 * 4096.0 * (rng.next() % 3) as f64),
             };
