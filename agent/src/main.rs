@@ -62,7 +62,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Once { common } => {
-            let config = load(common.config.as_ref(), &Overrides::default())?;
+            let mut file = match &common.config {
+                Some(p) => FileConfig::load(p)?,
+                None => FileConfig::default(),
+            };
+            // `once` sends nothing, so it needs no token (and must not fail on a missing one).
+            file.token = None;
+            let config = AgentConfig::resolve(file, &Overrides::default())?;
             print!("{}", tingzhen_agent::collect_once(&config));
             Ok(())
         }

@@ -51,6 +51,15 @@ fn once_output_passes_promtool() {
 }
 
 #[test]
+fn once_reads_the_example_config() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/agent.example.toml");
+    let out = Command::new(BIN).args(["once", "--config", example]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(r#"node_load1{campus="east",host="his-db-01","#), "static labels from the config");
+}
+
+#[test]
 fn run_serves_metrics_that_pass_promtool_and_stops_on_sigterm() {
     let port = common::free_port();
     let child = Command::new(BIN)
