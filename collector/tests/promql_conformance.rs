@@ -80,10 +80,8 @@ fn start_prometheus() -> PrometheusGuard {
     let agent = agent();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(r) = agent.get(format!("{}/-/ready", guard.url)).call() {
-            if r.status() == 200 {
-                break;
-            }
+        if agent.get(format!("{}/-/ready", guard.url)).call().is_ok_and(|r| r.status() == 200) {
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -198,7 +196,8 @@ fn dataset(base: i64) -> Vec<TimeSeries> {
     }
     for (i, room) in ["a", "b", "c"].iter().enumerate() {
         let mut r = Rng(200 + i as u64);
-        let samples = regular(&mut |k| Some(((k as f64 / 13.0).cos() * 20.0 + i as f64 * 3.0 - 5.0 + r.next()).round() / 4.0));
+        let samples =
+            regular(&mut |k| Some(((k as f64 / 13.0).cos() * 20.0 + i as f64 * 3.0 - 5.0 + r.next()).round() / 4.0));
         out.push(TimeSeries::new(
             labels(&[("__name__", "temperature_celsius"), ("building", "x"), ("room", room)]),
             samples,
@@ -300,7 +299,8 @@ fn dataset(base: i64) -> Vec<TimeSeries> {
         regular(&mut |k| if k > 150 { Some(k as f64) } else { None }),
     ));
     // Special float values.
-    let specials: [(&str, fn(i64) -> f64); 4] = [
+    type Gen = fn(i64) -> f64;
+    let specials: [(&str, Gen); 4] = [
         ("nan", |k| if k % 3 == 0 { f64::NAN } else { k as f64 }),
         ("inf", |k| if k % 4 == 0 { f64::INFINITY } else { k as f64 }),
         ("neginf", |k| if k % 5 == 0 { f64::NEG_INFINITY } else { -(k as f64) }),
@@ -529,7 +529,10 @@ fn compare(query: &str, want: &Answer, got: &Answer) -> Option<String> {
         }
         (Answer::Data(w), Answer::Data(g)) => {
             if w["resultType"] != g["resultType"] {
-                return Some(format!("result types differ: prometheus {}, engine {}", w["resultType"], g["resultType"]));
+                return Some(format!(
+                    "result types differ: prometheus {}, engine {}",
+                    w["resultType"], g["resultType"]
+                ));
             }
             match w["resultType"].as_str() {
                 Some("scalar") | Some("string") => {
@@ -546,10 +549,13 @@ fn compare(query: &str, want: &Answer, got: &Answer) -> Option<String> {
                     for (k, wp) in &ws {
                         match gs.get(k) {
                             None => writeln!(diff, "      missing  {k} {}", fmt_points(wp)).unwrap(),
-                            Some(gp) if !points_match(wp, gp) => {
-                                writeln!(diff, "      differs  {k}\n        prometheus {}\n        engine     {}", fmt_points(wp), fmt_points(gp))
-                                    .unwrap()
-                            }
+                            Some(gp) if !points_match(wp, gp) => writeln!(
+                                diff,
+                                "      differs  {k}\n        prometheus {}\n        engine     {}",
+                                fmt_points(wp),
+                                fmt_points(gp)
+                            )
+                            .unwrap(),
                             _ => {}
                         }
                     }
@@ -558,7 +564,8 @@ fn compare(query: &str, want: &Answer, got: &Answer) -> Option<String> {
                             writeln!(diff, "      extra    {k} {}", fmt_points(gp)).unwrap();
                         }
                     }
-                    let (wn, gn) = (w["result"].as_array().map_or(0, Vec::len), g["result"].as_array().map_or(0, Vec::len));
+                    let (wn, gn) =
+                        (w["result"].as_array().map_or(0, Vec::len), g["result"].as_array().map_or(0, Vec::len));
                     if wn != gn {
                         writeln!(diff, "      series count: prometheus {wn}, engine {gn}").unwrap();
                     }
@@ -585,7 +592,11 @@ fn fmt_points(p: &[(f64, f64)]) -> String {
 }
 
 fn truncate(s: &str) -> String {
-    if s.len() > 400 { format!("{}…", &s[..s.char_indices().take(400).last().map_or(0, |(i, _)| i)]) } else { s.to_string() }
+    if s.len() > 400 {
+        format!("{}…", &s[..s.char_indices().take(400).last().map_or(0, |(i, _)| i)])
+    } else {
+        s.to_string()
+    }
 }
 
 #[test]

@@ -238,7 +238,7 @@ impl GoHeap {
 fn top_bottom(series: &[Series], grouping: &Grouping, ks: &[f64], top: bool, out: &mut VectorBuilder) -> Result<()> {
     let (group_of, groups) = group_series(series, grouping);
     for (i, &kf) in ks.iter().enumerate() {
-        if !(kf >= -9.223_372_036_854_775_808e18 && kf <= 9.223_372_036_854_775_807e18) {
+        if !(i64::MIN as f64..=i64::MAX as f64).contains(&kf) {
             return Err(QueryError::exec(format!("Scalar value {} overflows int64", format_float(kf))));
         }
         let k = kf as i64;
@@ -287,13 +287,7 @@ fn top_bottom(series: &[Series], grouping: &Grouping, ks: &[f64], top: bool, out
     Ok(())
 }
 
-fn count_values(
-    series: &[Series],
-    grouping: &Grouping,
-    label: &str,
-    n: usize,
-    out: &mut VectorBuilder,
-) -> Result<()> {
+fn count_values(series: &[Series], grouping: &Grouping, label: &str, n: usize, out: &mut VectorBuilder) -> Result<()> {
     for i in 0..n {
         let mut counts: Vec<(Labels, f64)> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();

@@ -10,8 +10,8 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Call, Expr};
 use std::collections::HashMap;
-use tingzhen_core::labels::{METRIC_NAME, is_valid_label_name};
 use tingzhen_core::Labels;
+use tingzhen_core::labels::{METRIC_NAME, is_valid_label_name};
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, steps: &Steps) -> Result<Value> {
     let name = call.func.name;
@@ -268,12 +268,12 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], steps: &Steps) -> 
         groups[gi].1.push((si, le));
     }
     let mut b = VectorBuilder::new(steps.len());
-    for i in 0..steps.len() {
+    for (i, &q) in q.iter().enumerate() {
         for (labels, members) in &groups {
             let mut buckets: Vec<(f64, f64)> =
                 members.iter().filter_map(|&(si, le)| series[si].vals[i].map(|v| (le, v))).collect();
             if !buckets.is_empty() {
-                b.push(i, labels.clone(), bucket_quantile(q[i], &mut buckets))?;
+                b.push(i, labels.clone(), bucket_quantile(q, &mut buckets))?;
             }
         }
     }
@@ -289,7 +289,7 @@ fn parse_go_float(s: &str) -> Option<f64> {
 }
 
 /// Prometheus's `bucketQuantile` over `(upper bound, cumulative count)` pairs.
-fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

@@ -49,12 +49,8 @@ fn lookup(name: &str) -> Option<RangeFn> {
             Some(if sum.is_infinite() { sum } else { sum + c })
         },
         "count_over_time" => |p, _| Some(p.len() as f64),
-        "min_over_time" => |p, _| {
-            Some(p.iter().fold(p[0].1, |m, x| if x.1 < m || m.is_nan() { x.1 } else { m }))
-        },
-        "max_over_time" => |p, _| {
-            Some(p.iter().fold(p[0].1, |m, x| if x.1 > m || m.is_nan() { x.1 } else { m }))
-        },
+        "min_over_time" => |p, _| Some(p.iter().fold(p[0].1, |m, x| if x.1 < m || m.is_nan() { x.1 } else { m })),
+        "max_over_time" => |p, _| Some(p.iter().fold(p[0].1, |m, x| if x.1 > m || m.is_nan() { x.1 } else { m })),
         "last_over_time" => |p, _| p.last().map(|x| x.1),
         "present_over_time" => |_, _| Some(1.0),
         "stddev_over_time" => |p, _| Some(variance(p).sqrt()),
@@ -99,13 +95,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
             }
             window_samples += w.len();
             let end = arg.ref_time(ts);
-            let ctx = Window {
-                ts,
-                start: end - arg.range,
-                end,
-                range_secs,
-                param: params.as_ref().map_or(0.0, |p| p[i]),
-            };
+            let ctx =
+                Window { ts, start: end - arg.range, end, range_secs, param: params.as_ref().map_or(0.0, |p| p[i]) };
             vals[i] = f(w, &ctx);
             any |= vals[i].is_some();
         }
