@@ -66,7 +66,7 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = router.map_request(move |mut req: axum::extract::Request| {
+            let service = router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
             });

@@ -167,7 +167,8 @@ pub fn spawn(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             campus: config.labels.campus.clone(),
             role: config.labels.role.clone(),
             system: config.labels.system.clone(),
-            interval_ms: config.interval.as_millis() as u64,
+            // The collector judges liveness by heartbeats, so it must know their period.
+            interval_ms: config.heartbeat_interval.as_millis() as u64,
         };
         let (stop, stats, every) = (stop.clone(), stats.clone(), config.heartbeat_interval);
         handle.threads.push(thread("tz-heartbeat", move || heartbeat_loop(&client, &id, every, &stop, &stats))?);
