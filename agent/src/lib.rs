@@ -5,7 +5,6 @@
 //! In-process use (the server's `tingzhen up`): build an [`AgentConfig`], [`spawn`] it, and call
 //! [`AgentHandle::shutdown`] to stop; batches not yet sent are written to the disk buffer.
 
-pub mod buffer;
 pub mod client;
 pub mod config;
 pub mod heartbeat;
@@ -31,7 +30,7 @@ pub enum AgentError {
     #[error("token: {0}")]
     Secret(#[from] tingzhen_core::config::SecretError),
     #[error("buffer: {0}")]
-    Buffer(#[from] buffer::BufferError),
+    Buffer(#[from] tingzhen_core::spool::BufferError),
     #[error("cannot listen on {addr} for /metrics: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot start the {name} thread: {source}")]

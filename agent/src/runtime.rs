@@ -3,7 +3,6 @@
 //! loses nothing: collection stops first, then the shipper spills what it holds to disk.
 
 use crate::AgentError;
-use crate::buffer::{DiskBuffer, Record};
 use crate::client::{Client, Outcome};
 use crate::config::AgentConfig;
 use crate::heartbeat;
@@ -20,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tingzhen_core::Labels;
 use tingzhen_core::exposition::{self, MetricFamily};
 use tingzhen_core::remote_write;
+use tingzhen_core::spool::{DiskBuffer, Record};
 
 /// A stop request threads can sleep on.
 #[derive(Debug, Default)]

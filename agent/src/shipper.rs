@@ -5,7 +5,6 @@
 //! it and only the buffer's oldest record is sent, so the collector never sees a series go
 //! backwards. A batch is sent straight from memory only when the buffer is empty.
 
-use crate::buffer::{DiskBuffer, Dropped, Record};
 use crate::client::{Client, Outcome};
 use crate::stats::Stats;
 use std::collections::VecDeque;
@@ -13,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tingzhen_core::spool::{DiskBuffer, Dropped, Record};
 
 /// First retry delay; it doubles per consecutive failure up to the configured maximum.
 pub const BASE_BACKOFF: Duration = Duration::from_millis(500);

@@ -102,7 +102,7 @@ fn server_errors_are_retried_and_client_errors_dropped_and_counted() {
     let missing = *got.last().unwrap() as usize - got.len();
     assert_eq!(missing, refused, "each refused batch is dropped once, never resent: {got:?}");
     // Nothing rejected was kept for a retry.
-    let buf = tingzhen_agent::buffer::DiskBuffer::open(dir.path(), 1 << 20).unwrap();
+    let buf = tingzhen_core::spool::DiskBuffer::open(dir.path(), 1 << 20).unwrap();
     assert!(buf.is_empty(), "rejected batches must not be kept");
 }
 

@@ -13,6 +13,7 @@ pub mod line_protocol;
 pub mod matcher;
 pub mod remote_write;
 pub mod sample;
+pub mod spool;
 pub mod token;
 
 #[cfg(feature = "db")]

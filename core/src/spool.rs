@@ -1,6 +1,7 @@
 //! The on-disk queue of remote-write batches that could not be sent yet: segment files of
 //! CRC-framed, fsync'd records, bounded in bytes, replayed strictly oldest first, and deleted
-//! only after the collector acknowledged them.
+//! only after the receiver acknowledged them. The agent spools for its collector; the
+//! collector in remote-storage mode spools for VictoriaMetrics / InfluxDB.
 //!
 //! Layout: `DIR/{id:020}.seg` segment files and `DIR/cursor` ("id offset": where the oldest
 //! unacknowledged record starts). A record is `len u32 LE | crc32 u32 LE | body`, body =
