@@ -20,6 +20,8 @@ mod query;
 mod wal;
 
 #[cfg(test)]
+mod measure_tests;
+#[cfg(test)]
 mod tests;
 
 use block::{Block, BlockError};
