@@ -2,7 +2,64 @@
 //! Every key has a default, so an empty file is a working config; unknown keys are errors.
 
 use serde::{Deserialize, Serialize};
-use tingzhen_core::config::HumanDuration;
+use tingzhen_core::config::{HumanDuration, SecretRef};
+
+/// Where samples live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageMode {
+    /// The embedded engine under `data_dir/tsdb` (the default; one machine).
+    #[default]
+    Embedded,
+    /// An existing distributed engine (`[storage.remote]`); collectors become stateless replicas.
+    Remote,
+}
+
+/// The distributed engine written to in remote mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteKind {
+    /// VictoriaMetrics, single node or cluster: Prometheus remote write in, Prometheus query API
+    /// and `/api/v1/export` out.
+    VictoriaMetrics,
+    /// InfluxDB 2 write API (`/api/v2/write`) in; queries go to `query_url`, which must speak the
+    /// Prometheus query API (e.g. VictoriaMetrics reading the same data).
+    InfluxDb2,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    pub kind: RemoteKind,
+    /// VictoriaMetrics: the remote-write URL (single node `http://vm:8428/api/v1/write`, cluster
+    /// `http://vminsert:8480/insert/0/prometheus/api/v1/write`). InfluxDB 2: the server's base URL.
+    pub write_url: String,
+    /// Base URL of the Prometheus-compatible query API (single node `http://vm:8428`, cluster
+    /// `http://vmselect:8481/select/0/prometheus`).
+    pub query_url: String,
+    /// InfluxDB 2 organisation and bucket.
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Credential for the remote (bearer token; for InfluxDB 2 its API token). Never inline.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// Writes waiting for the remote are spooled on disk up to this many bytes. Default 1 GiB.
+    #[serde(default = "default_spool_bytes")]
+    pub spool_max_bytes: u64,
+    /// Per-request timeout towards the remote. Default 30 s.
+    #[serde(default = "default_remote_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_spool_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_remote_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -13,6 +70,10 @@ pub struct StorageConfig {
     pub retention: HumanDuration,
     /// How far behind the newest sample an out-of-order sample may arrive. Default 1 hour.
     pub out_of_order_window: HumanDuration,
+    /// `embedded` (default) or `remote`.
+    pub mode: StorageMode,
+    /// Required when `mode = "remote"`.
+    pub remote: Option<RemoteConfig>,
 }
 
 impl Default for StorageConfig {
@@ -21,6 +82,8 @@ impl Default for StorageConfig {
             data_dir: "./tingzhen-data".into(),
             retention: HumanDuration::from_secs(15 * 86_400),
             out_of_order_window: HumanDuration::from_secs(3_600),
+            mode: StorageMode::Embedded,
+            remote: None,
         }
     }
 }
@@ -71,6 +134,35 @@ impl StorageConfig {
         }
         if self.retention.0.as_secs() < 3_600 {
             return Err("storage.retention: must be at least 1h".into());
+        }
+        match (self.mode, &self.remote) {
+            (StorageMode::Remote, None) => {
+                return Err("storage.remote: required when storage.mode = \"remote\"".into());
+            }
+            (StorageMode::Remote, Some(r)) => r.validate()?,
+            (StorageMode::Embedded, _) => {}
+        }
+        Ok(())
+    }
+}
+
+impl RemoteConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, url) in [("write_url", &self.write_url), ("query_url", &self.query_url)] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!("storage.remote.{key}: {url:?} is not an http(s) URL"));
+            }
+        }
+        if self.kind == RemoteKind::InfluxDb2 {
+            if self.org.as_deref().unwrap_or("").is_empty() {
+                return Err("storage.remote.org: required for kind = \"influxdb2\"".into());
+            }
+            if self.bucket.as_deref().unwrap_or("").is_empty() {
+                return Err("storage.remote.bucket: required for kind = \"influxdb2\"".into());
+            }
+        }
+        if self.spool_max_bytes < 1 << 20 {
+            return Err("storage.remote.spool_max_bytes: must be at least 1 MiB".into());
         }
         Ok(())
     }

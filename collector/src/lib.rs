@@ -3,21 +3,25 @@
 //! Prometheus HTTP API.
 //!
 //! Shape: `api` (axum routes, auth, error mapping) → `promql` (query engine) → `storage`
-//! (the `Queryable` trait) ← `tsdb` (the embedded engine). `inventory` tracks agents;
-//! `telemetry` is the collector's own metrics. [`Collector`] wires them and runs the
-//! background loops (storage maintenance, liveness).
+//! (the `Queryable` trait) ← `backend` (the embedded engine `tsdb`, or `remote`: a spool
+//! forwarding to VictoriaMetrics / InfluxDB 2). `inventory` tracks agents; `telemetry` is the
+//! collector's own metrics. [`Collector`] wires them and runs the background loops (storage
+//! maintenance, liveness).
 
 pub mod api;
+pub mod backend;
 pub mod config;
 pub mod inventory;
 pub mod promql;
+pub mod remote;
 pub mod storage;
 pub mod telemetry;
 pub mod tsdb;
 
 use api::auth::Auth;
 use api::{AppState, Services};
-use config::{InventoryConfig, QueryConfig, StorageConfig};
+use backend::Backend;
+use config::{InventoryConfig, QueryConfig, StorageConfig, StorageMode};
 use inventory::Inventory;
 use promql::{Engine, EngineOptions};
 use std::path::PathBuf;
@@ -44,6 +48,10 @@ pub struct CollectorSettings {
 pub enum CollectorError {
     #[error("cannot open the time-series engine in {path}: {source}")]
     Tsdb { path: String, source: tsdb::TsdbError },
+    #[error("cannot start remote storage: {0}")]
+    Remote(#[from] remote::RemoteError),
+    #[error("storage.remote: required when storage.mode = \"remote\"")]
+    RemoteMissing,
     #[error("cannot load the agent inventory: {0}")]
     Inventory(#[from] tingzhen_core::db::DbError),
 }
@@ -56,14 +64,24 @@ pub struct Collector {
 impl Collector {
     /// Opens storage (replaying its WAL) and builds the services. Blocking.
     pub fn open(settings: &CollectorSettings, db: Arc<Db>) -> Result<Self, CollectorError> {
-        let tsdb_dir = PathBuf::from(&settings.storage.data_dir).join("tsdb");
-        let opts = TsdbOptions {
-            retention: settings.storage.retention.0,
-            out_of_order_window: settings.storage.out_of_order_window.0,
-            ..TsdbOptions::default()
+        let data_dir = PathBuf::from(&settings.storage.data_dir);
+        let backend = match settings.storage.mode {
+            StorageMode::Embedded => {
+                let tsdb_dir = data_dir.join("tsdb");
+                let opts = TsdbOptions {
+                    retention: settings.storage.retention.0,
+                    out_of_order_window: settings.storage.out_of_order_window.0,
+                    ..TsdbOptions::default()
+                };
+                let tsdb = Tsdb::open(&tsdb_dir, opts)
+                    .map_err(|source| CollectorError::Tsdb { path: tsdb_dir.display().to_string(), source })?;
+                Backend::Embedded(Arc::new(tsdb))
+            }
+            StorageMode::Remote => {
+                let remote = settings.storage.remote.as_ref().ok_or(CollectorError::RemoteMissing)?;
+                Backend::Remote(remote::RemoteStore::open(remote, &data_dir.join("remote-spool"))?)
+            }
         };
-        let tsdb = Tsdb::open(&tsdb_dir, opts)
-            .map_err(|source| CollectorError::Tsdb { path: tsdb_dir.display().to_string(), source })?;
         let telemetry = Arc::new(Telemetry::new());
         let engine = Engine::new(EngineOptions {
             lookback_delta_ms: settings.query.lookback_delta.0.as_millis() as i64,
@@ -71,7 +89,7 @@ impl Collector {
             timeout: settings.query.timeout.0,
         });
         let services = Services {
-            tsdb: Arc::new(tsdb),
+            backend,
             engine: Arc::new(engine),
             auth: Arc::new(Auth::new(db.clone(), telemetry.clone())),
             inventory: Arc::new(Inventory::load(db, settings.inventory.clone())?),
@@ -101,8 +119,8 @@ impl Collector {
         loop {
             tokio::select! {
                 _ = maintenance.tick() => {
-                    let tsdb = self.services.tsdb.clone();
-                    let done = tokio::task::spawn_blocking(move || tsdb.maintain(now_ms())).await;
+                    let backend = self.services.backend.clone();
+                    let done = tokio::task::spawn_blocking(move || backend.maintain(now_ms())).await;
                     match done {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
@@ -114,8 +132,8 @@ impl Collector {
                     if series.is_empty() {
                         continue;
                     }
-                    let tsdb = self.services.tsdb.clone();
-                    let done = tokio::task::spawn_blocking(move || tsdb.append(&series)).await;
+                    let backend = self.services.backend.clone();
+                    let done = tokio::task::spawn_blocking(move || backend.write(&series)).await;
                     if let Ok(Err(e)) = done {
                         tracing::warn!(error = %e, "could not record agent liveness");
                     }
@@ -127,9 +145,9 @@ impl Collector {
                 }
             }
         }
-        let tsdb = self.services.tsdb.clone();
-        match tokio::task::spawn_blocking(move || tsdb.flush()).await {
-            Ok(Ok(())) => tracing::info!("storage flushed"),
+        let backend = self.services.backend.clone();
+        match tokio::task::spawn_blocking(move || backend.close()).await {
+            Ok(Ok(())) => tracing::info!("storage closed cleanly"),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "flush at shutdown failed; the WAL will be replayed at next start")
             }

@@ -212,9 +212,63 @@ fn parse_field_value(v: &str) -> Result<Option<f64>, String> {
     Ok(Some(f))
 }
 
+/// Writes series as line protocol for an InfluxDB 2 write API: measurement = metric name,
+/// tags = the other labels, one field `value`, nanosecond timestamps. NaN and ±Inf (staleness
+/// markers included) have no line-protocol form and are skipped; the count is returned.
+pub fn write(series: &[TimeSeries], out: &mut String) -> usize {
+    use std::fmt::Write as _;
+    let mut skipped = 0;
+    for s in series {
+        let mut key = String::new();
+        escape_into(s.labels.metric_name().unwrap_or("unnamed"), &[',', ' '], &mut key);
+        for l in s.labels.iter().filter(|l| l.name != METRIC_NAME) {
+            key.push(',');
+            escape_into(&l.name, &[',', '=', ' '], &mut key);
+            key.push('=');
+            escape_into(&l.value, &[',', '=', ' '], &mut key);
+        }
+        for x in &s.samples {
+            if !x.value.is_finite() {
+                skipped += 1;
+                continue;
+            }
+            let _ = writeln!(out, "{key} value={:?} {}", x.value, x.timestamp_ms.saturating_mul(1_000_000));
+        }
+    }
+    skipped
+}
+
+fn escape_into(s: &str, special: &[char], out: &mut String) {
+    for c in s.chars() {
+        if special.contains(&c) || c == '\\' {
+            out.push('\\');
+        }
+        if c == '\n' {
+            out.push_str("\\n");
+            continue;
+        }
+        out.push(c);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_lines_parse_back() {
+        let series = vec![TimeSeries::new(
+            Labels::from_pairs([("__name__", "node_load1"), ("host", "his db,01"), ("k", "a=b")]),
+            vec![Sample::new(1_000, 0.5), Sample::new(2_000, f64::NAN), Sample::new(3_000, 1e21)],
+        )];
+        let mut text = String::new();
+        assert_eq!(write(&series, &mut text), 1);
+        let back = parse(text.as_bytes(), Precision::Nanoseconds, 0).unwrap();
+        assert_eq!(back[0].labels.metric_name(), Some("node_load1_value"));
+        assert_eq!(back[0].labels.get("host"), Some("his db,01"));
+        assert_eq!(back[0].labels.get("k"), Some("a=b"));
+        assert_eq!(back[0].samples, vec![Sample::new(1_000, 0.5), Sample::new(3_000, 1e21)]);
+    }
 
     #[test]
     fn parses_fields_tags_and_precision() {

@@ -70,8 +70,13 @@ impl ApiError {
         }
     }
 
-    pub fn from_tsdb_error(e: crate::tsdb::TsdbError) -> Self {
-        if e.is_client_error() { Self::BadData(e.to_string()) } else { Self::Internal(e.to_string()) }
+    pub fn from_write_error(e: crate::backend::WriteError) -> Self {
+        use crate::backend::WriteError;
+        match e {
+            WriteError::Invalid(m) => Self::BadData(m),
+            WriteError::Unavailable(m) => Self::Unavailable(m),
+            WriteError::Failed(m) => Self::Internal(m),
+        }
     }
 }
 

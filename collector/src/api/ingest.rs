@@ -29,16 +29,16 @@ fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>, protocol: &
 }
 
 /// Decodes on a blocking thread (snappy and protobuf of a large batch take milliseconds) and
-/// appends there too (the append waits for fsync).
+/// writes there too (the write waits for fsync).
 async fn decode_and_append<F>(state: &AppState, protocol: &'static str, decode: F) -> ApiResult<StatusCode>
 where
     F: FnOnce() -> Result<Vec<TimeSeries>, String> + Send + 'static,
 {
-    let tsdb = state.tsdb.clone();
+    let backend = state.backend.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let series = decode().map_err(ApiError::BadData)?;
         let samples: u64 = series.iter().map(|s| s.samples.len() as u64).sum();
-        tsdb.append(&series).map_err(ApiError::from_tsdb_error)?;
+        backend.write(&series).map_err(ApiError::from_write_error)?;
         Ok::<u64, ApiError>(samples)
     })
     .await

@@ -9,11 +9,11 @@ mod ops;
 mod params;
 mod query;
 
+use crate::backend::Backend;
 use crate::inventory::Inventory;
 use crate::promql::Engine;
 use crate::storage::Queryable;
 use crate::telemetry::Telemetry;
-use crate::tsdb::Tsdb;
 use auth::{Auth, ScopeGuard, require_scope};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 
 /// Everything a request handler may touch.
 pub struct Services {
-    pub tsdb: Arc<Tsdb>,
+    pub backend: Backend,
     pub engine: Arc<Engine>,
     pub auth: Arc<Auth>,
     pub inventory: Arc<Inventory>,
@@ -40,7 +40,7 @@ pub struct Services {
 
 impl Services {
     pub fn queryable(&self) -> Arc<dyn Queryable> {
-        self.tsdb.clone()
+        self.backend.queryable()
     }
 }
 
