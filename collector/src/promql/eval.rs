@@ -36,13 +36,13 @@ pub(crate) struct RangeArg {
 impl RangeArg {
     /// The end of the window evaluated at step time `ts`.
     pub fn ref_time(&self, ts: i64) -> i64 {
-        self.at.unwrap_or(ts) - self.offset
+        self.at.unwrap_or(ts).saturating_sub(self.offset)
     }
 
     /// Samples in `[ref - range, ref]` (Prometheus 2.x selects both ends inclusive).
     pub fn window<'s>(&self, s: &'s RawSeries, ts: i64) -> &'s [(i64, f64)] {
         let r = self.ref_time(ts);
-        let lo = s.points.partition_point(|p| p.0 < r - self.range);
+        let lo = s.points.partition_point(|p| p.0 < r.saturating_sub(self.range));
         let hi = s.points.partition_point(|p| p.0 <= r);
         if lo >= hi { &[] } else { &s.points[lo..hi] }
     }
@@ -163,10 +163,7 @@ impl<'a> Evaluator<'a> {
         }
         let offset = offset_ms(&vs.offset);
         let at = at_ms(&vs.at, self.query_start, self.query_end);
-        let (min_ref, max_ref) = match at {
-            Some(a) => (a - offset, a - offset),
-            None => (steps.start - offset, steps.end - offset),
-        };
+        let (min_ref, max_ref) = self.ref_bounds(at, offset, steps);
         let data = self.store.select(&m, min_ref.saturating_sub(self.lookback), max_ref)?;
         self.account(data.iter().map(|s| s.samples.len()).sum())?;
         let mut out = Vec::with_capacity(data.len());
@@ -176,13 +173,13 @@ impl<'a> Evaluator<'a> {
             let mut vals = vec![None; n];
             let mut any = false;
             for (i, ts) in steps.iter() {
-                let r = at.unwrap_or(ts) - offset;
+                let r = at.unwrap_or(ts).saturating_sub(offset);
                 let hi = pts.partition_point(|x| x.timestamp_ms <= r);
                 if hi == 0 {
                     continue;
                 }
                 let p = pts[hi - 1];
-                if p.timestamp_ms < r - self.lookback || is_stale_nan(p.value) {
+                if p.timestamp_ms < r.saturating_sub(self.lookback) || is_stale_nan(p.value) {
                     continue;
                 }
                 vals[i] = Some(if timestamps { p.timestamp_ms as f64 / 1000.0 } else { p.value });
@@ -206,8 +203,8 @@ impl<'a> Evaluator<'a> {
 
     fn ref_bounds(&self, at: Option<i64>, offset: i64, steps: &Steps) -> (i64, i64) {
         match at {
-            Some(a) => (a - offset, a - offset),
-            None => (steps.start - offset, steps.end - offset),
+            Some(a) => (a.saturating_sub(offset), a.saturating_sub(offset)),
+            None => (steps.start.saturating_sub(offset), steps.end.saturating_sub(offset)),
         }
     }
 
@@ -242,10 +239,10 @@ impl<'a> Evaluator<'a> {
         let offset = offset_ms(&sq.offset);
         let at = at_ms(&sq.at, self.query_start, self.query_end);
         let (min_ref, max_ref) = self.ref_bounds(at, offset, steps);
-        let lo = min_ref - range;
-        let mut start = lo.div_euclid(step) * step;
+        let lo = min_ref.saturating_sub(range);
+        let mut start = lo.div_euclid(step).saturating_mul(step);
         if start < lo {
-            start += step;
+            start = start.saturating_add(step);
         }
         let inner = Steps { start, end: max_ref, step };
         if inner.len() > self.max_samples {

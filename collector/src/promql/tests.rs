@@ -191,9 +191,19 @@ fn odd_input_never_panics() {
         "1 + ",
         "sort_desc(-c)",
         "timestamp(timestamp(c))",
+        "c offset 200000000y",
+        "c offset -200000000y",
+        "c @ 9e15",
+        "c @ -9e15",
+        "rate(c[200000000y])",
+        "c[200000000y:1y]",
+        "max_over_time(c[200000000y:1ms] offset 100000000y)",
+        "c @ 9e15 offset -100000000y",
     ];
     for q in queries {
         let _ = e.instant(&s, q, 5 * M);
         let _ = e.range(&s, q, 0, 5 * M, 7_000);
+        let _ = e.instant(&s, q, i64::MIN);
+        let _ = e.range(&s, q, i64::MIN, i64::MAX, i64::MAX);
     }
 }

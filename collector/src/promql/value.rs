@@ -19,11 +19,11 @@ impl Steps {
     }
 
     pub fn len(&self) -> usize {
-        if self.end < self.start { 0 } else { ((self.end - self.start) / self.step) as usize + 1 }
+        if self.end < self.start { 0 } else { (self.end.abs_diff(self.start) / self.step.max(1) as u64) as usize + 1 }
     }
 
     pub fn ts(&self, i: usize) -> i64 {
-        self.start + self.step * i as i64
+        (self.start as i128 + self.step as i128 * i as i128) as i64
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (usize, i64)> + '_ {
