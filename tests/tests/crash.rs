@@ -79,8 +79,7 @@ fn ingest_and_crash(coll: &mut Collector, token: &str, cycle: usize, t0: i64) ->
     }
     let refused = refused.lock().unwrap();
     assert!(refused.is_empty(), "the collector refused valid batches before the crash:\n{}", refused.join("\n"));
-    let acked = acked.lock().unwrap().clone();
-    acked
+    acked.lock().unwrap().clone()
 }
 
 /// Reads every sample of one series back as raw samples (a range selector at a late instant).
