@@ -1,10 +1,15 @@
-//! Immutable on-disk blocks: one directory per time range holding `chunks` (zstd-compressed
-//! pages of block-codec chunks, read on demand with positioned reads), `index` (symbols,
-//! pages, series with their chunk references; CRC-checked, loaded into compact memory and
+//! Immutable on-disk blocks: one directory per time range holding `chunks` (pages of chunks
+//! coded by `codec`, read on demand with positioned reads), `index` (symbols, pages, series
+//! with their chunk references; zstd-compressed, CRC-checked, loaded into compact memory and
 //! turned into postings) and `meta.json`. A block appears atomically: it is built in a
 //! temporary directory, every file and the directory are fsync'd, then it is renamed.
+//!
+//! A page holds the timestamp streams of its chunks in one zstd frame and their value streams
+//! in a second one, so each frame's entropy coder sees one kind of data. Raw blocks have one
+//! value column per chunk; rollup blocks (`meta.resolution_ms > 0`) one per aggregate.
+//! `meta.version` is [`BLOCK_VERSION`]; blocks of any other version are refused, not misread.
 
-use super::chunk::{decode_block_chunk, encode_block_chunk};
+use super::codec::{decode_chunk, encode_chunk};
 use super::encoding::{Cursor, DecodeError, put_bytes, put_uvarint, put_varint};
 use super::index::MemPostings;
 use super::wal::fsync_dir;
@@ -16,13 +21,18 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use tingzhen_core::{Label, Labels, Sample};
 
-const INDEX_MAGIC: &[u8; 8] = b"TZIDX\x00\x00\x01";
-/// Raw bytes per zstd page: big enough for zstd to find cross-series redundancy, small enough
+/// The block format version written and the only one read: 2 = split timestamp/value page
+/// frames, grid-coded timestamps, byte-plane integer columns, compressed index.
+pub const BLOCK_VERSION: u32 = 2;
+const INDEX_MAGIC: &[u8; 8] = b"TZIDX\x00\x00\x02";
+/// Raw bytes per page: big enough for zstd to find cross-series redundancy, small enough
 /// that reading one series decompresses little.
-const PAGE_RAW_BYTES: usize = 128 * 1024;
+const PAGE_RAW_BYTES: usize = 256 * 1024;
 /// Long series are split so a narrow query does not decode a whole day.
 const MAX_CHUNK_SAMPLES: usize = 4096;
-const ZSTD_LEVEL: i32 = 5;
+const ZSTD_LEVEL: i32 = 9;
+/// Bound on a decompressed index, so a corrupt length cannot exhaust memory.
+const MAX_INDEX_BYTES: u64 = 4 << 30;
 pub const META_FILE: &str = "meta.json";
 
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +69,19 @@ pub struct BlockMeta {
     /// Ids of the blocks this one was compacted from.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// 0 for raw samples; the window length of a rollup block.
+    #[serde(default)]
+    pub resolution_ms: i64,
 }
 
 #[derive(Clone, Copy)]
 struct PageMeta {
     offset: u64,
+    /// Compressed length of both frames; the timestamp frame comes first.
     len: u32,
-    raw_len: u32,
+    ts_len: u32,
+    ts_raw_len: u32,
+    val_raw_len: u32,
     crc: u32,
 }
 
@@ -74,18 +90,21 @@ pub struct ChunkMeta {
     pub min_t: i64,
     pub max_t: i64,
     page: u32,
-    offset: u32,
-    len: u32,
+    /// Offsets into the page's timestamp and value sections (derived from lengths on load).
+    ts_off: u32,
+    ts_len: u32,
+    val_off: u32,
+    val_len: u32,
 }
 
 pub struct BlockWriter {
     tmp: PathBuf,
     chunks: BufWriter<File>,
     file_off: u64,
-    page: Vec<u8>,
+    page_ts: Vec<u8>,
+    page_val: Vec<u8>,
     pages: Vec<PageMeta>,
     series: Vec<(Labels, Vec<ChunkMeta>)>,
-    scratch: Vec<i64>,
     pub num_samples: u64,
     min_t: i64,
     max_t: i64,
@@ -103,10 +122,10 @@ impl BlockWriter {
             tmp,
             chunks: BufWriter::with_capacity(256 * 1024, f),
             file_off: 0,
-            page: Vec::with_capacity(PAGE_RAW_BYTES * 2),
+            page_ts: Vec::with_capacity(PAGE_RAW_BYTES),
+            page_val: Vec::with_capacity(PAGE_RAW_BYTES * 2),
             pages: Vec::new(),
             series: Vec::new(),
-            scratch: Vec::new(),
             num_samples: 0,
             min_t: i64::MAX,
             max_t: i64::MIN,
@@ -116,49 +135,73 @@ impl BlockWriter {
     /// Adds one series; calls must come in increasing label order and `samples` must be
     /// sorted with unique timestamps.
     pub fn add_series(&mut self, labels: Labels, samples: &[Sample]) -> Result<(), BlockError> {
-        if samples.is_empty() {
+        let ts: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+        let vals: Vec<f64> = samples.iter().map(|s| s.value).collect();
+        self.add_series_columns(labels, &ts, &[&vals])
+    }
+
+    /// Adds one series given as timestamps and value columns of the same length (rollups).
+    pub fn add_series_columns(&mut self, labels: Labels, ts: &[i64], columns: &[&[f64]]) -> Result<(), BlockError> {
+        if ts.is_empty() {
             return Ok(());
         }
         if self.series.last().is_some_and(|(l, _)| *l >= labels) {
             return Err(BlockError::Corrupt { path: self.tmp.clone(), reason: "series added out of order".into() });
         }
-        let mut metas = Vec::with_capacity(samples.len().div_ceil(MAX_CHUNK_SAMPLES));
-        for part in samples.chunks(MAX_CHUNK_SAMPLES) {
-            let start = self.page.len();
-            encode_block_chunk(part, &mut self.page, &mut self.scratch);
+        if columns.iter().any(|c| c.len() != ts.len()) {
+            return Err(BlockError::Corrupt { path: self.tmp.clone(), reason: "column length mismatch".into() });
+        }
+        let mut metas = Vec::with_capacity(ts.len().div_ceil(MAX_CHUNK_SAMPLES));
+        let mut parts: Vec<&[f64]> = Vec::with_capacity(columns.len());
+        for (k, part) in ts.chunks(MAX_CHUNK_SAMPLES).enumerate() {
+            let lo = k * MAX_CHUNK_SAMPLES;
+            parts.clear();
+            parts.extend(columns.iter().map(|c| &c[lo..lo + part.len()]));
+            let (ts_off, val_off) = (self.page_ts.len(), self.page_val.len());
+            encode_chunk(part, &parts, &mut self.page_ts, &mut self.page_val);
             metas.push(ChunkMeta {
-                min_t: part[0].timestamp_ms,
-                max_t: part[part.len() - 1].timestamp_ms,
+                min_t: part[0],
+                max_t: part[part.len() - 1],
                 page: self.pages.len() as u32,
-                offset: start as u32,
-                len: (self.page.len() - start) as u32,
+                ts_off: ts_off as u32,
+                ts_len: (self.page_ts.len() - ts_off) as u32,
+                val_off: val_off as u32,
+                val_len: (self.page_val.len() - val_off) as u32,
             });
-            if self.page.len() >= PAGE_RAW_BYTES {
+            if self.page_ts.len() + self.page_val.len() >= PAGE_RAW_BYTES {
                 self.flush_page()?;
             }
         }
-        self.num_samples += samples.len() as u64;
-        self.min_t = self.min_t.min(samples[0].timestamp_ms);
-        self.max_t = self.max_t.max(samples[samples.len() - 1].timestamp_ms);
+        self.num_samples += ts.len() as u64;
+        self.min_t = self.min_t.min(ts[0]);
+        self.max_t = self.max_t.max(ts[ts.len() - 1]);
         self.series.push((labels, metas));
         Ok(())
     }
 
     fn flush_page(&mut self) -> Result<(), BlockError> {
-        if self.page.is_empty() {
+        if self.page_ts.is_empty() && self.page_val.is_empty() {
             return Ok(());
         }
         let path = self.tmp.join("chunks");
-        let compressed = zstd::bulk::compress(&self.page, ZSTD_LEVEL).map_err(io_err(&path))?;
-        self.chunks.write_all(&compressed).map_err(io_err(&path))?;
+        let ts = zstd::bulk::compress(&self.page_ts, ZSTD_LEVEL).map_err(io_err(&path))?;
+        let val = zstd::bulk::compress(&self.page_val, ZSTD_LEVEL).map_err(io_err(&path))?;
+        self.chunks.write_all(&ts).map_err(io_err(&path))?;
+        self.chunks.write_all(&val).map_err(io_err(&path))?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&ts);
+        crc.update(&val);
         self.pages.push(PageMeta {
             offset: self.file_off,
-            len: compressed.len() as u32,
-            raw_len: self.page.len() as u32,
-            crc: crc32fast::hash(&compressed),
+            len: (ts.len() + val.len()) as u32,
+            ts_len: ts.len() as u32,
+            ts_raw_len: self.page_ts.len() as u32,
+            val_raw_len: self.page_val.len() as u32,
+            crc: crc.finalize(),
         });
-        self.file_off += compressed.len() as u64;
-        self.page.clear();
+        self.file_off += (ts.len() + val.len()) as u64;
+        self.page_ts.clear();
+        self.page_val.clear();
         Ok(())
     }
 
@@ -193,11 +236,14 @@ impl BlockWriter {
         for p in &self.pages {
             put_uvarint(&mut body, p.offset);
             put_uvarint(&mut body, p.len as u64);
-            put_uvarint(&mut body, p.raw_len as u64);
+            put_uvarint(&mut body, p.ts_len as u64);
+            put_uvarint(&mut body, p.ts_raw_len as u64);
+            put_uvarint(&mut body, p.val_raw_len as u64);
             body.extend_from_slice(&p.crc.to_le_bytes());
         }
         put_uvarint(&mut body, self.series.len() as u64);
         let mut num_chunks = 0u64;
+        let mut last_page = 0u32;
         for (labels, chunks) in &self.series {
             put_uvarint(&mut body, labels.len() as u64);
             for l in labels {
@@ -205,22 +251,27 @@ impl BlockWriter {
                 put_uvarint(&mut body, symbols[l.value.as_str()] as u64);
             }
             put_uvarint(&mut body, chunks.len() as u64);
+            // Chunks are laid out in series order, so offsets follow from lengths and pages
+            // only ever advance: store page deltas and lengths.
             for c in chunks {
                 put_varint(&mut body, c.min_t.wrapping_sub(meta.range_start));
                 put_uvarint(&mut body, c.max_t.wrapping_sub(c.min_t) as u64);
-                put_uvarint(&mut body, c.page as u64);
-                put_uvarint(&mut body, c.offset as u64);
-                put_uvarint(&mut body, c.len as u64);
+                put_uvarint(&mut body, (c.page - last_page) as u64);
+                put_uvarint(&mut body, c.ts_len as u64);
+                put_uvarint(&mut body, c.val_len as u64);
+                last_page = c.page;
             }
             num_chunks += chunks.len() as u64;
         }
         let index_path = self.tmp.join("index");
         {
             let mut f = File::create(&index_path).map_err(io_err(&index_path))?;
+            let packed = zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(io_err(&index_path))?;
             f.write_all(INDEX_MAGIC).map_err(io_err(&index_path))?;
-            f.write_all(&body).map_err(io_err(&index_path))?;
+            f.write_all(&packed).map_err(io_err(&index_path))?;
             f.write_all(&(body.len() as u64).to_le_bytes()).map_err(io_err(&index_path))?;
-            f.write_all(&crc32fast::hash(&body).to_le_bytes()).map_err(io_err(&index_path))?;
+            f.write_all(&(packed.len() as u64).to_le_bytes()).map_err(io_err(&index_path))?;
+            f.write_all(&crc32fast::hash(&packed).to_le_bytes()).map_err(io_err(&index_path))?;
             f.sync_all().map_err(io_err(&index_path))?;
         }
         meta.num_series = self.series.len() as u64;
@@ -269,26 +320,36 @@ impl Block {
         let meta_path = dir.join(META_FILE);
         let meta_raw = fs::read(&meta_path).map_err(io_err(&meta_path))?;
         let meta: BlockMeta = serde_json::from_slice(&meta_raw).map_err(|e| corrupt(format!("meta.json: {e}")))?;
-        if meta.version != 1 {
-            return Err(corrupt(format!("unsupported block version {}", meta.version)));
+        if meta.version != BLOCK_VERSION {
+            return Err(corrupt(format!(
+                "block format version {} is not supported (this build reads version {BLOCK_VERSION} only); \
+                 move the block out of the data directory",
+                meta.version
+            )));
         }
         let index_path = dir.join("index");
         let raw = fs::read(&index_path).map_err(io_err(&index_path))?;
-        if raw.len() < INDEX_MAGIC.len() + 12 || &raw[..8] != INDEX_MAGIC {
+        if raw.len() < INDEX_MAGIC.len() + 20 || &raw[..8] != INDEX_MAGIC {
             return Err(corrupt("index: bad magic or too short".into()));
         }
-        let body = &raw[8..raw.len() - 12];
-        let mut tail = Cursor::new(&raw[raw.len() - 12..]);
+        let packed = &raw[8..raw.len() - 20];
+        let mut tail = Cursor::new(&raw[raw.len() - 20..]);
+        let raw_len = tail.u64_le().map_err(|e| corrupt(e.to_string()))?;
         let len = tail.u64_le().map_err(|e| corrupt(e.to_string()))?;
         let crc = tail.u32_le().map_err(|e| corrupt(e.to_string()))?;
-        if len != body.len() as u64 || crc32fast::hash(body) != crc {
+        if len != packed.len() as u64 || crc32fast::hash(packed) != crc || raw_len > MAX_INDEX_BYTES {
             return Err(corrupt("index: checksum mismatch".into()));
         }
+        let body = zstd::bulk::decompress(packed, raw_len as usize).map_err(|e| corrupt(format!("index: {e}")))?;
+        if body.len() as u64 != raw_len {
+            return Err(corrupt("index: decompressed to the wrong size".into()));
+        }
+        let body = &body[..];
         let chunks_path = dir.join("chunks");
         let file = File::open(&chunks_path).map_err(io_err(&chunks_path))?;
         let chunks_len = file.metadata().map_err(io_err(&chunks_path))?.len();
         let mut b = Self::parse_index(body, meta, dir, file).map_err(|e| corrupt(format!("index: {e}")))?;
-        if b.pages.iter().any(|p| p.offset + p.len as u64 > chunks_len) {
+        if b.pages.iter().any(|p| p.offset.saturating_add(p.len as u64) > chunks_len) {
             return Err(corrupt("chunks file is shorter than the index says".into()));
         }
         b.disk_bytes = chunks_len + raw.len() as u64 + meta_raw.len() as u64;
@@ -307,9 +368,11 @@ impl Block {
         for _ in 0..npages {
             let offset = c.uvarint()?;
             let len = c.len(u32::MAX as usize)? as u32;
-            let raw_len = c.len(u32::MAX as usize)? as u32;
+            let ts_len = c.len(len as usize)? as u32;
+            let ts_raw_len = c.len(u32::MAX as usize)? as u32;
+            let val_raw_len = c.len(u32::MAX as usize)? as u32;
             let crc = c.u32_le()?;
-            pages.push(PageMeta { offset, len, raw_len, crc });
+            pages.push(PageMeta { offset, len, ts_len, ts_raw_len, val_raw_len, crc });
         }
         let nseries = c.len(body.len())?;
         let mut labels = Vec::new();
@@ -319,6 +382,7 @@ impl Block {
         let mut postings = MemPostings::new();
         label_off.push(0);
         chunk_off.push(0);
+        let (mut page, mut ts_off, mut val_off) = (0u32, 0u32, 0u32);
         for id in 0..nseries {
             let nl = c.len(tingzhen_core::labels::MAX_LABELS_PER_SERIES * 4)?;
             let start = labels.len();
@@ -338,14 +402,21 @@ impl Block {
             for _ in 0..nc {
                 let min_t = meta.range_start.wrapping_add(c.varint()?);
                 let max_t = min_t.wrapping_add(c.uvarint()? as i64);
-                let page = c.len(npages.saturating_sub(1))? as u32;
-                let offset = c.len(u32::MAX as usize)? as u32;
-                let len = c.len(u32::MAX as usize)? as u32;
+                let step = c.len(npages)? as u32;
+                if step > 0 {
+                    (page, ts_off, val_off) = (page + step, 0, 0);
+                }
+                let ts_len = c.len(u32::MAX as usize)? as u32;
+                let val_len = c.len(u32::MAX as usize)? as u32;
                 let p = pages.get(page as usize).ok_or(DecodeError("chunk refers to a missing page"))?;
-                if offset as u64 + len as u64 > p.raw_len as u64 {
+                if ts_off as u64 + ts_len as u64 > p.ts_raw_len as u64
+                    || val_off as u64 + val_len as u64 > p.val_raw_len as u64
+                {
                     return Err(DecodeError("chunk lies outside its page"));
                 }
-                chunks.push(ChunkMeta { min_t, max_t, page, offset, len });
+                chunks.push(ChunkMeta { min_t, max_t, page, ts_off, ts_len, val_off, val_len });
+                ts_off += ts_len;
+                val_off += val_len;
             }
             chunk_off.push(chunks.len() as u32);
         }
@@ -406,10 +477,15 @@ impl Block {
         if crc32fast::hash(&buf) != p.crc {
             return Err(corrupt(format!("chunk page {page} checksum mismatch")));
         }
-        let raw = zstd::bulk::decompress(&buf, p.raw_len as usize).map_err(|e| corrupt(format!("page {page}: {e}")))?;
-        if raw.len() != p.raw_len as usize {
+        let ts_len = (p.ts_len as usize).min(buf.len());
+        let mut raw = zstd::bulk::decompress(&buf[..ts_len], p.ts_raw_len as usize)
+            .map_err(|e| corrupt(format!("page {page}: {e}")))?;
+        let val = zstd::bulk::decompress(&buf[ts_len..], p.val_raw_len as usize)
+            .map_err(|e| corrupt(format!("page {page}: {e}")))?;
+        if raw.len() != p.ts_raw_len as usize || val.len() != p.val_raw_len as usize {
             return Err(corrupt(format!("page {page} decompressed to the wrong size")));
         }
+        raw.extend_from_slice(&val);
         Ok(raw)
     }
 
@@ -423,6 +499,20 @@ impl Block {
         cache: &mut Option<(u32, Vec<u8>)>,
         out: &mut Vec<Sample>,
     ) -> Result<(), BlockError> {
+        self.column(id, 0, mint, maxt, cache, out)
+    }
+
+    /// Values of column `col` of series `id` within [mint, maxt] (rollup blocks keep one
+    /// column per aggregate; raw blocks only column 0).
+    pub fn column(
+        &self,
+        id: u32,
+        col: usize,
+        mint: i64,
+        maxt: i64,
+        cache: &mut Option<(u32, Vec<u8>)>,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), BlockError> {
         for c in self.chunk_metas(id) {
             if c.max_t < mint || c.min_t > maxt {
                 continue;
@@ -431,8 +521,10 @@ impl Block {
                 *cache = Some((c.page, self.read_page(c.page)?));
             }
             let Some((_, page)) = cache.as_ref() else { continue };
-            let bytes = &page[c.offset as usize..(c.offset + c.len) as usize];
-            decode_block_chunk(&mut Cursor::new(bytes), out, mint, maxt).map_err(|e| BlockError::Corrupt {
+            let split = self.pages[c.page as usize].ts_raw_len as usize;
+            let ts = &page[c.ts_off as usize..(c.ts_off + c.ts_len) as usize];
+            let vals = &page[split + c.val_off as usize..split + (c.val_off + c.val_len) as usize];
+            decode_chunk(ts, vals, c.min_t, col, out, mint, maxt).map_err(|e| BlockError::Corrupt {
                 path: self.dir.clone(),
                 reason: format!("chunk of series {id}: {e}"),
             })?;

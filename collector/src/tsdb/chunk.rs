@@ -4,7 +4,7 @@
 //! delta-of-delta per stream and leaves entropy coding to zstd over whole pages.
 //! Every value round-trips bit-exactly: NaN payloads, the stale marker, ±Inf and -0.0.
 
-use super::encoding::{BitReader, BitWriter, Cursor, DecodeError, put_uvarint, put_varint};
+use super::encoding::{BitReader, BitWriter, DecodeError};
 use tingzhen_core::Sample;
 
 /// Head chunks are closed after this many samples so queries decode little and a closed
@@ -259,213 +259,33 @@ fn decode_xor(
     Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Block codec.
-
-const MODE_XOR: u8 = 0;
-const MODE_DECIMAL: u8 = 1;
-const INT_DELTA: u8 = 0;
-const INT_DOD: u8 = 1;
-const MAX_EXPONENT: usize = 12;
-/// Largest integer magnitude whose f64 conversion is exact.
-const EXACT_INT: f64 = 9_007_199_254_740_992.0;
-const POW10: [f64; MAX_EXPONENT + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12];
-
-/// The smallest exponent e such that v == m / 10^e exactly for an integer m.
-fn min_exponent(v: f64) -> Option<usize> {
-    if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) {
-        return None;
-    }
-    (0..=MAX_EXPONENT).find(|&e| as_decimal(v, e).is_some())
-}
-
-#[inline]
-fn as_decimal(v: f64, e: usize) -> Option<i64> {
-    let m = (v * POW10[e]).round();
-    if m.abs() >= EXACT_INT {
-        return None;
-    }
-    let mi = m as i64;
-    ((mi as f64 / POW10[e]).to_bits() == v.to_bits()).then_some(mi)
-}
-
-#[inline]
-fn uvarint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-/// Writes an integer stream as delta or delta-of-delta varints, whichever is smaller.
-fn put_int_stream(out: &mut Vec<u8>, vals: &[i64]) {
-    let (mut delta_len, mut dod_len) = (0usize, 0usize);
-    let mut prev_delta = 0i64;
-    for w in vals.windows(2) {
-        let d = w[1].wrapping_sub(w[0]);
-        delta_len += uvarint_len(super::encoding::zigzag(d));
-        dod_len += uvarint_len(super::encoding::zigzag(d.wrapping_sub(prev_delta)));
-        prev_delta = d;
-    }
-    let mode = if dod_len < delta_len { INT_DOD } else { INT_DELTA };
-    out.push(mode);
-    let Some(&first) = vals.first() else { return };
-    put_varint(out, first);
-    let mut prev_delta = 0i64;
-    for w in vals.windows(2) {
-        let d = w[1].wrapping_sub(w[0]);
-        match mode {
-            INT_DOD => put_varint(out, d.wrapping_sub(prev_delta)),
-            _ => put_varint(out, d),
+/// Gorilla XOR coding of a value column alone (the block codec's fallback for values that are
+/// not short decimals). Returns the bit length written.
+pub fn xor_encode_values(vals: &[u64], out: &mut Vec<u8>) -> usize {
+    let mut c = XorChunk::new();
+    for (i, &bits) in vals.iter().enumerate() {
+        if i == 0 {
+            c.w.write_bits(bits, 64);
+        } else {
+            c.write_value(bits);
         }
-        prev_delta = d;
+        c.last_v = bits;
     }
+    let len = c.w.bit_len();
+    out.extend_from_slice(&c.w.buf);
+    len
 }
 
-fn read_int_stream(c: &mut Cursor<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
-    let mode = c.u8()?;
+/// Inverse of [`xor_encode_values`]: `n` values from a stream of `bit_len` bits.
+pub fn xor_decode_values(buf: &[u8], bit_len: usize, n: usize, out: &mut Vec<u64>) -> Result<(), DecodeError> {
     if n == 0 {
         return Ok(());
     }
-    let mut v = c.varint()?;
-    out.push(v);
-    let mut delta = 0i64;
+    let mut r = BitReader::new(buf, bit_len);
+    let mut vs = XorValueState { v: r.read_bits(64)?, leading: 0xff, trailing: 0 };
+    out.push(vs.v);
     for _ in 1..n {
-        match mode {
-            INT_DOD => delta = delta.wrapping_add(c.varint()?),
-            INT_DELTA => delta = c.varint()?,
-            _ => return Err(DecodeError("unknown integer stream mode")),
-        }
-        v = v.wrapping_add(delta);
-        out.push(v);
-    }
-    Ok(())
-}
-
-/// Encodes samples (sorted, unique timestamps) for a block.
-pub fn encode_block_chunk(samples: &[Sample], out: &mut Vec<u8>, scratch: &mut Vec<i64>) {
-    put_uvarint(out, samples.len() as u64);
-    scratch.clear();
-    scratch.extend(samples.iter().map(|s| s.timestamp_ms));
-    put_int_stream(out, scratch);
-
-    // Decimal mode: every value (bar a few exceptions such as stale markers) is m / 10^e.
-    let mut exponent = 0usize;
-    let mut exceptions = 0usize;
-    for s in samples {
-        match min_exponent(s.value) {
-            Some(e) => exponent = exponent.max(e),
-            None => exceptions += 1,
-        }
-    }
-    if exceptions * 8 <= samples.len() && encode_decimal(samples, exponent, out, scratch) {
-        return;
-    }
-    out.push(MODE_XOR);
-    let mut w = BitWriter::new();
-    let mut vs = XorChunk::new();
-    for (i, s) in samples.iter().enumerate() {
-        let bits = s.value.to_bits();
-        if i == 0 {
-            w.write_bits(bits, 64);
-        } else {
-            // Reuse the head chunk's value coder by borrowing its writer.
-            std::mem::swap(&mut vs.w, &mut w);
-            vs.write_value(bits);
-            std::mem::swap(&mut vs.w, &mut w);
-        }
-        vs.last_v = bits;
-    }
-    put_uvarint(out, w.bit_len() as u64);
-    out.extend_from_slice(&w.buf);
-}
-
-fn encode_decimal(samples: &[Sample], exponent: usize, out: &mut Vec<u8>, scratch: &mut Vec<i64>) -> bool {
-    let start = out.len();
-    out.push(MODE_DECIMAL);
-    out.push(exponent as u8);
-    scratch.clear();
-    let mut exc: Vec<(usize, u64)> = Vec::new();
-    let mut prev = 0i64;
-    for (i, s) in samples.iter().enumerate() {
-        let m = if min_exponent(s.value).is_some() { as_decimal(s.value, exponent) } else { None };
-        match m {
-            Some(m) => {
-                scratch.push(m);
-                prev = m;
-            }
-            None => {
-                exc.push((i, s.value.to_bits()));
-                scratch.push(prev);
-            }
-        }
-    }
-    if exc.len() * 8 > samples.len() {
-        out.truncate(start);
-        return false;
-    }
-    put_uvarint(out, exc.len() as u64);
-    let mut last = 0usize;
-    for (i, bits) in exc {
-        put_uvarint(out, (i - last) as u64);
-        last = i;
-        out.extend_from_slice(&bits.to_le_bytes());
-    }
-    put_int_stream(out, scratch);
-    true
-}
-
-/// Decodes a block chunk, appending samples within [mint, maxt].
-pub fn decode_block_chunk(c: &mut Cursor<'_>, out: &mut Vec<Sample>, mint: i64, maxt: i64) -> Result<(), DecodeError> {
-    let n = c.len(1 << 24)?;
-    let mut ts = Vec::with_capacity(n);
-    read_int_stream(c, n, &mut ts)?;
-    let mode = c.u8()?;
-    let keep = |t: i64| t >= mint && t <= maxt;
-    match mode {
-        MODE_DECIMAL => {
-            let e = c.u8()? as usize;
-            if e > MAX_EXPONENT {
-                return Err(DecodeError("decimal exponent out of range"));
-            }
-            let nexc = c.len(n)?;
-            let mut exc = Vec::with_capacity(nexc);
-            let mut idx = 0usize;
-            for _ in 0..nexc {
-                idx = idx.checked_add(c.len(n)?).ok_or(DecodeError("exception index overflow"))?;
-                exc.push((idx, c.u64_le()?));
-            }
-            let mut ms = Vec::with_capacity(n);
-            read_int_stream(c, n, &mut ms)?;
-            let mut next_exc = exc.iter().peekable();
-            for (i, (&t, &m)) in ts.iter().zip(ms.iter()).enumerate() {
-                let v = match next_exc.peek() {
-                    Some(&&(ei, bits)) if ei == i => {
-                        next_exc.next();
-                        f64::from_bits(bits)
-                    }
-                    _ => m as f64 / POW10[e],
-                };
-                if keep(t) {
-                    out.push(Sample::new(t, v));
-                }
-            }
-        }
-        MODE_XOR => {
-            let bit_len = c.len(c.remaining() * 8)?;
-            let bytes = c.take(bit_len.div_ceil(8))?;
-            let mut r = BitReader::new(bytes, bit_len);
-            let mut vs = XorValueState { v: 0, leading: 0xff, trailing: 0 };
-            for (i, &t) in ts.iter().enumerate() {
-                let v = if i == 0 {
-                    vs.v = r.read_bits(64)?;
-                    vs.v
-                } else {
-                    vs.read(&mut r)?
-                };
-                if keep(t) {
-                    out.push(Sample::new(t, f64::from_bits(v)));
-                }
-            }
-        }
-        _ => return Err(DecodeError("unknown value encoding")),
+        out.push(vs.read(&mut r)?);
     }
     Ok(())
 }
@@ -511,17 +331,6 @@ mod tests {
         assert_same(samples, &out2);
     }
 
-    fn check_block(samples: &[Sample]) -> usize {
-        let mut buf = Vec::new();
-        encode_block_chunk(samples, &mut buf, &mut Vec::new());
-        let mut out = Vec::new();
-        let mut cur = Cursor::new(&buf);
-        decode_block_chunk(&mut cur, &mut out, i64::MIN, i64::MAX).unwrap();
-        assert!(cur.is_empty());
-        assert_same(samples, &out);
-        buf.len()
-    }
-
     fn assert_same(a: &[Sample], b: &[Sample]) {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
@@ -535,18 +344,10 @@ mod tests {
         let vals = edge_values();
         let samples: Vec<Sample> = vals.iter().enumerate().map(|(i, &v)| Sample::new(i as i64 * 7 - 3, v)).collect();
         check_xor(&samples);
-        check_block(&samples);
         // Extreme timestamps and deltas.
         let ts = [i64::MIN + 1, -5, 0, 1, 1 << 40, i64::MAX - 1];
         let samples: Vec<Sample> = ts.iter().zip(vals.iter()).map(|(&t, &v)| Sample::new(t, v)).collect();
         check_xor(&samples);
-        check_block(&samples);
-        // Decimal stream with a stale marker at the end.
-        let mut samples: Vec<Sample> = (0..100).map(|i| Sample::new(i * 10_000, i as f64 * 0.25)).collect();
-        samples.push(Sample::new(1_000_000, f64::from_bits(STALE_NAN_BITS)));
-        check_block(&samples);
-        check_block(&[]);
-        check_block(&[Sample::new(5, -0.0)]);
     }
 
     #[test]
@@ -576,7 +377,6 @@ mod tests {
             }
             let xs: Vec<Sample> = samples.iter().take(HEAD_CHUNK_SAMPLES as usize).copied().collect();
             check_xor(&xs);
-            check_block(&samples);
         }
     }
 
@@ -590,28 +390,5 @@ mod tests {
         let mut out = Vec::new();
         c.decode_into(&mut out, 100, 200).unwrap();
         assert_eq!(out.len(), 11);
-        let mut buf = Vec::new();
-        encode_block_chunk(&samples, &mut buf, &mut Vec::new());
-        for cut in 0..buf.len() {
-            let mut out = Vec::new();
-            let _ = decode_block_chunk(&mut Cursor::new(&buf[..cut]), &mut out, i64::MIN, i64::MAX);
-        }
-        for i in 0..buf.len() {
-            let mut bad = buf.clone();
-            bad[i] ^= 0xa5;
-            let mut out = Vec::new();
-            let _ = decode_block_chunk(&mut Cursor::new(&bad), &mut out, i64::MIN, i64::MAX);
-        }
-    }
-
-    #[test]
-    fn integer_counters_are_compact() {
-        let samples: Vec<Sample> =
-            (0..720).map(|i| Sample::new(1_700_000_000_000 + i * 10_000, (i * 4096) as f64)).collect();
-        check_block(&samples);
-        let mut buf = Vec::new();
-        encode_block_chunk(&samples, &mut buf, &mut Vec::new());
-        let packed = zstd::bulk::compress(&buf, 3).unwrap().len();
-        assert!(packed < 100, "{packed} bytes for 720 samples");
     }
 }

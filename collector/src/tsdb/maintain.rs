@@ -128,7 +128,7 @@ impl Tsdb {
                 }
                 if !w.is_empty() {
                     let meta = BlockMeta {
-                        version: 1,
+                        version: super::block::BLOCK_VERSION,
                         id: id.clone(),
                         range_start: lo,
                         range_end: hi,
@@ -140,6 +140,7 @@ impl Tsdb {
                         floor: hi,
                         level: 1,
                         sources: Vec::new(),
+                        resolution_ms: 0,
                     };
                     let dest = self.blocks_dir.join(&id);
                     w.finish(meta, &dest)?;
@@ -238,7 +239,7 @@ impl Tsdb {
             w.add_series(labels, &buf)?;
         }
         let meta = BlockMeta {
-            version: 1,
+            version: super::block::BLOCK_VERSION,
             id: id.clone(),
             range_start: group.iter().map(|b| b.meta.range_start).min().unwrap_or(0),
             range_end: group.iter().map(|b| b.meta.range_end).max().unwrap_or(0),
@@ -250,6 +251,7 @@ impl Tsdb {
             floor: group.iter().map(|b| b.meta.floor).max().unwrap_or(i64::MIN),
             level: group.iter().map(|b| b.meta.level).max().unwrap_or(1) + 1,
             sources: group.iter().map(|b| b.meta.id.clone()).collect(),
+            resolution_ms: group.first().map_or(0, |b| b.meta.resolution_ms),
         };
         let dest = self.blocks_dir.join(&id);
         w.finish(meta, &dest)?;

@@ -12,6 +12,7 @@
 
 mod block;
 mod chunk;
+mod codec;
 mod encoding;
 mod head;
 mod index;
