@@ -31,4 +31,5 @@ done
 
 # No test needs PostgreSQL, Redis or a broker yet; when one does, start it here.
 
-exec cargo test --workspace "$@"
+# --no-fail-fast: one failing suite must not hide the results of the others (still exits non-zero).
+exec cargo test --workspace --no-fail-fast "$@"
