@@ -22,12 +22,56 @@ pub enum StorageError {
     Other(String),
 }
 
+/// The per-window aggregate a caller needs, so a backend with downsampled data (rollups) can
+/// answer a long-range query from it. Mapping from PromQL: `min_over_time` → `Min`,
+/// `max_over_time` → `Max`, `sum_over_time` → `Sum`, `count_over_time` → `Count`,
+/// `avg_over_time` → `Avg`, `rate`/`increase`/`resets`-free counter functions → `Counter`,
+/// `last_over_time` and plain selectors → `Last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollupFunc {
+    Min,
+    Max,
+    Sum,
+    Count,
+    /// `sum / count` of each window.
+    Avg,
+    Last,
+    /// A reset-free counter whose increase over any run of windows equals the raw
+    /// (reset-aware) increase over them: feed it to rate/increase like a raw counter.
+    Counter,
+}
+
+/// What the caller will do with a selection; lets a backend answer from rollups.
+/// `Default` (no `func`) means "raw samples only".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SelectHints {
+    /// Query resolution step (range queries) in ms; 0 for instant queries.
+    pub step_ms: i64,
+    /// Range of the range-vector selector in ms (`[1h]` → 3_600_000); 0 for instant selectors.
+    pub range_ms: i64,
+    pub func: Option<RollupFunc>,
+}
+
 /// Read access to stored series. Every method takes the time range it cares about (inclusive
 /// Unix milliseconds) so a backend can skip blocks outside it. `matchers` must all match.
 pub trait Queryable: Send + Sync {
     /// Series matching all `matchers` with their samples in `[start_ms, end_ms]`, sorted by labels.
     /// Series with no sample in the range are omitted.
     fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Result<Vec<SeriesSamples>, StorageError>;
+
+    /// Like `select`, but the backend may answer from rollups when `hints` allow: then each
+    /// series carries one sample per rollup window holding `hints.func`'s aggregate instead of
+    /// raw samples. Backends without rollups return raw samples (this default).
+    fn select_hinted(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        let _ = hints;
+        self.select(matchers, start_ms, end_ms)
+    }
 
     /// Label sets of series that match any one of `matcher_sets` and have data in the range.
     fn series(&self, matcher_sets: &[Vec<Matcher>], start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, StorageError>;

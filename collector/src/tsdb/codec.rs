@@ -23,6 +23,9 @@ use tingzhen_core::Sample;
 
 const MODE_XOR: u8 = 0;
 const MODE_DECIMAL: u8 = 1;
+/// The column is bit-for-bit equal to an earlier one of the chunk (rollups: min = max = sum =
+/// last for single-sample windows, `inc` = 0 for gauges that never move).
+const MODE_SAME: u8 = 2;
 const T_RAW: u8 = 0;
 const T_DELTA: u8 = 1;
 const T_DOD: u8 = 2;
@@ -379,9 +382,16 @@ pub fn read_values(c: &mut Cursor<'_>, n: usize, out: &mut Vec<f64>) -> Result<(
 pub fn encode_chunk(ts: &[i64], columns: &[&[f64]], ts_out: &mut Vec<u8>, val_out: &mut Vec<u8>) {
     put_timestamps(ts_out, ts);
     let mut buf = Vec::new();
-    for col in columns {
+    let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    for (k, col) in columns.iter().enumerate() {
         buf.clear();
-        put_values(&mut buf, col);
+        match columns[..k].iter().position(|c| same(c, col)) {
+            Some(j) => {
+                buf.push(MODE_SAME);
+                put_uvarint(&mut buf, j as u64);
+            }
+            None => put_values(&mut buf, col),
+        }
         put_uvarint(val_out, buf.len() as u64);
         val_out.extend_from_slice(&buf);
     }
@@ -412,10 +422,20 @@ pub fn decode_chunk(
         return Err(DecodeError("trailing bytes after timestamps"));
     }
     let mut c = Cursor::new(val_bytes);
-    for _ in 0..col {
-        c.bytes()?;
+    let mut cols = Vec::with_capacity(col + 1);
+    for _ in 0..=col {
+        cols.push(c.bytes()?);
     }
-    let mut vc = Cursor::new(c.bytes()?);
+    let mut vc = Cursor::new(cols[col]);
+    if cols[col].first() == Some(&MODE_SAME) {
+        vc.u8()?;
+        let j = vc.len(col.saturating_sub(1))?;
+        // A reference always points to an earlier, real column.
+        if j >= col || cols[j].first() == Some(&MODE_SAME) || !vc.is_empty() {
+            return Err(DecodeError("bad column reference"));
+        }
+        vc = Cursor::new(cols[j]);
+    }
     let mut vals = Vec::with_capacity(ts.len());
     read_values(&mut vc, ts.len(), &mut vals)?;
     if !vc.is_empty() || vals.len() != ts.len() {

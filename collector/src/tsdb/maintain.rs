@@ -1,5 +1,6 @@
 //! Background upkeep: cutting the head into blocks (and then shrinking head and WAL),
-//! merging blocks into larger ones, and deleting blocks past retention. One maintenance run
+//! merging blocks into larger ones, building rollups (see `rollup`), and deleting blocks past
+//! retention. One maintenance run
 //! at a time; appends and queries continue meanwhile.
 
 use super::block::{Block, BlockMeta, BlockWriter, META_FILE};
@@ -14,22 +15,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tingzhen_core::{Labels, Sample};
 
-const TMP_PREFIX: &str = ".tmp-";
+pub(super) const TMP_PREFIX: &str = ".tmp-";
 const DEL_PREFIX: &str = ".del-";
 /// Series per checkpoint record, to keep records (and replay buffers) moderate.
 const CHECKPOINT_SERIES_PER_RECORD: usize = 8192;
 
-fn align_down(t: i64, step: i64) -> i64 {
+pub(super) fn align_down(t: i64, step: i64) -> i64 {
     t.div_euclid(step).saturating_mul(step)
 }
 
-fn new_block_id() -> String {
+pub(super) fn new_block_id() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     format!("{nanos:016x}{:04x}", SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff)
 }
 
-fn remove_dir(path: &Path) -> Result<(), TsdbError> {
+pub(super) fn remove_dir(path: &Path) -> Result<(), TsdbError> {
     // Rename first so a crash midway never leaves a half-deleted block that looks loadable.
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Ok(()) };
     let Some(parent) = path.parent() else { return Ok(()) };
@@ -83,6 +84,8 @@ impl Tsdb {
             self.cut(target)?;
         }
         self.compact()?;
+        // Roll sealed data up before raw retention may delete it.
+        self.maintain_rollups(now_ms)?;
         self.apply_retention(now_ms)
     }
 

@@ -1,5 +1,6 @@
 //! The embedded time-series engine: a write-ahead-logged in-memory head, cut into immutable
-//! compressed blocks on disk, with an inverted index, retention and compaction.
+//! compressed blocks on disk, with an inverted index, retention, compaction and downsampling
+//! (rollups, see `rollup`).
 //!
 //! Invariants (see also `docs/ARCHITECTURE.md`):
 //! - `append` returns Ok only after the batch is fsync'd in the WAL; a batch is validated
@@ -18,10 +19,14 @@ mod head;
 mod index;
 mod maintain;
 mod query;
+mod rollup;
+mod rollup_query;
 mod wal;
 
 #[cfg(test)]
 mod measure_tests;
+#[cfg(test)]
+mod rollup_tests;
 #[cfg(test)]
 mod tests;
 
@@ -57,6 +62,14 @@ pub struct TsdbOptions {
     pub max_future: Option<Duration>,
     /// A WAL segment is closed once it would grow past this size.
     pub wal_segment_bytes: u64,
+    /// Window length of rollups (downsampled min/max/sum/count/last/counter); zero disables them.
+    pub rollup_resolution: Duration,
+    /// Rollup blocks whose newest window is older than this are deleted (independent of
+    /// `retention`, which governs raw data).
+    pub rollup_retention: Duration,
+    /// `select_hinted` answers from rollups for ranges longer than this (and for ranges that
+    /// reach below the oldest raw data kept).
+    pub rollup_min_query_range: Duration,
 }
 
 impl Default for TsdbOptions {
@@ -68,6 +81,9 @@ impl Default for TsdbOptions {
             max_series: 5_000_000,
             max_future: Some(Duration::from_secs(3600)),
             wal_segment_bytes: 64 << 20,
+            rollup_resolution: Duration::from_secs(300),
+            rollup_retention: Duration::from_secs(400 * 24 * 3600),
+            rollup_min_query_range: Duration::from_secs(2 * 24 * 3600),
         }
     }
 }
@@ -169,6 +185,8 @@ pub struct TsdbStats {
     pub blocks_cut: u64,
     pub compactions: u64,
     pub blocks_deleted_by_retention: u64,
+    pub rollup_blocks: u64,
+    pub rollup_samples: u64,
     pub disk_bytes: u64,
 }
 
@@ -196,6 +214,12 @@ pub struct Tsdb {
     head: Head,
     wal: Wal,
     blocks: RwLock<Vec<Arc<Block>>>,
+    rollups_dir: PathBuf,
+    /// Rollup resolution in ms (0: disabled).
+    rollup_ms: i64,
+    rollups: RwLock<Vec<Arc<Block>>>,
+    /// Rollups cover everything below this (see `rollup`).
+    rollup_watermark: AtomicI64,
     /// Appenders hold it shared from validation to applying; maintenance takes it exclusively
     /// to move the floor, rotate the WAL and drop series at a consistent point.
     gate: RwLock<()>,
@@ -233,6 +257,15 @@ impl Tsdb {
         std::fs::create_dir_all(&blocks_dir).map_err(io_err(&blocks_dir))?;
         let blocks = maintain::load_blocks(&blocks_dir)?;
         let persisted = blocks.iter().map(|b| b.meta.floor).max().unwrap_or(i64::MIN);
+        let rollup_ms = dur_ms(opts.rollup_resolution);
+        let rollups_dir = dir.join("rollups").join(format!("{rollup_ms}ms"));
+        let rollups = if rollup_ms > 0 {
+            std::fs::create_dir_all(&rollups_dir).map_err(io_err(&rollups_dir))?;
+            maintain::load_blocks(&rollups_dir)?
+        } else {
+            Vec::new()
+        };
+        let rollup_watermark = rollups.iter().map(|b| b.meta.range_end).max().unwrap_or(i64::MIN);
 
         let head = Head::new();
         let mut refs: HashMap<u64, Arc<MemSeries>> = HashMap::new();
@@ -311,6 +344,10 @@ impl Tsdb {
             head,
             wal,
             blocks: RwLock::new(blocks.into_iter().map(Arc::new).collect()),
+            rollups_dir,
+            rollup_ms,
+            rollups: RwLock::new(rollups.into_iter().map(Arc::new).collect()),
+            rollup_watermark: AtomicI64::new(rollup_watermark),
             gate: RwLock::new(()),
             floor: AtomicI64::new(persisted),
             persisted: AtomicI64::new(persisted),
@@ -526,13 +563,20 @@ impl Tsdb {
             blocks_cut: r(&c.blocks_cut),
             compactions: r(&c.compactions),
             blocks_deleted_by_retention: r(&c.retention_deleted),
+            rollup_blocks: self.rollups.read().len() as u64,
+            rollup_samples: self.rollups.read().iter().map(|b| b.meta.num_samples).sum(),
             disk_bytes: self.disk_usage_bytes(),
         }
     }
 
-    /// Bytes on disk: blocks plus WAL.
+    /// Bytes on disk: blocks, rollup blocks and WAL.
     pub fn disk_usage_bytes(&self) -> u64 {
-        self.blocks.read().iter().map(|b| b.disk_bytes).sum::<u64>() + self.wal.size_bytes()
+        self.blocks.read().iter().map(|b| b.disk_bytes).sum::<u64>() + self.rollup_bytes() + self.wal.size_bytes()
+    }
+
+    /// Bytes of rollup blocks.
+    pub fn rollup_bytes(&self) -> u64 {
+        self.rollups.read().iter().map(|b| b.disk_bytes).sum()
     }
 
     /// Bytes of block files only (what compression achieves; excludes the WAL).

@@ -5,7 +5,7 @@
 use super::Tsdb;
 use super::block::Block;
 use super::head::MemSeries;
-use crate::storage::{Queryable, SeriesSamples, StorageError};
+use crate::storage::{Queryable, SelectHints, SeriesSamples, StorageError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tingzhen_core::{Labels, Matcher, Sample};
@@ -98,6 +98,16 @@ impl Queryable for Tsdb {
                 SeriesSamples { labels, samples }
             })
             .collect())
+    }
+
+    fn select_hinted(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        hints: &SelectHints,
+    ) -> Result<Vec<SeriesSamples>, StorageError> {
+        super::rollup_query::select_hinted(self, matchers, start_ms, end_ms, hints)
     }
 
     fn series(&self, matcher_sets: &[Vec<Matcher>], start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, StorageError> {
