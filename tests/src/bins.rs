@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-static SERVER: OnceLock<PathBuf> = OnceLock::new();
-static AGENT: OnceLock<PathBuf> = OnceLock::new();
+static BIN_DIR: OnceLock<PathBuf> = OnceLock::new();
 
 /// `target/<profile>/` of the running executable, where cargo puts the workspace binaries.
 fn profile_dir() -> PathBuf {
@@ -24,10 +23,11 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace root").to_path_buf()
 }
 
-/// Builds `package`'s binaries with cargo (`$CARGO`, else `cargo`) into the target dir of the
-/// running executable and returns the directory holding them. `TINGZHEN_BIN_DIR` points at
-/// prebuilt binaries instead (no build then).
-fn build(package: &str) -> PathBuf {
+/// Builds both binaries with cargo (`$CARGO`, else `cargo`) into the target dir of the running
+/// executable and returns the directory holding them. One invocation for both packages, so
+/// cargo unifies features once (building them separately compiles shared crates twice).
+/// `TINGZHEN_BIN_DIR` points at prebuilt binaries instead (no build then).
+fn build() -> PathBuf {
     if let Some(dir) = std::env::var_os("TINGZHEN_BIN_DIR") {
         return PathBuf::from(dir);
     }
@@ -36,7 +36,9 @@ fn build(package: &str) -> PathBuf {
     let target_dir = dir.parent().expect("profile dir has a parent");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(workspace_root()).args(["build", "-p", package, "--bins", "--target-dir"]).arg(target_dir);
+    cmd.current_dir(workspace_root())
+        .args(["build", "-p", "tingzhen", "-p", "tingzhen-agent", "--bins", "--target-dir"])
+        .arg(target_dir);
     match profile.as_str() {
         "debug" => {}
         "release" => {
@@ -49,34 +51,32 @@ fn build(package: &str) -> PathBuf {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
     assert!(
         out.status.success(),
-        "building {package} (the binary under test) failed ({}):\n{}",
+        "building the binaries under test (tingzhen, tingzhen-agent) failed ({}):\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     dir
 }
 
-/// The directory with both binaries, built once per test process each (a test that only needs
-/// the agent does not wait for, or fail on, the server build).
+/// The directory with both binaries, built once per test process.
 pub fn bin_dir() -> &'static Path {
-    SERVER.get_or_init(|| build("tingzhen"));
-    AGENT.get_or_init(|| build("tingzhen-agent"))
+    BIN_DIR.get_or_init(build)
 }
 
-fn bin(cell: &'static OnceLock<PathBuf>, package: &str, name: &str) -> PathBuf {
-    let p = cell.get_or_init(|| build(package)).join(name);
+fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
     assert!(p.is_file(), "binary {} not found after the build", p.display());
     p
 }
 
 /// The server binary.
 pub fn tingzhen() -> PathBuf {
-    bin(&SERVER, "tingzhen", "tingzhen")
+    bin("tingzhen")
 }
 
 /// The agent binary.
 pub fn agent() -> PathBuf {
-    bin(&AGENT, "tingzhen-agent", "tingzhen-agent")
+    bin("tingzhen-agent")
 }
 
 /// A peer binary installed from Debian packages; missing means the machine is not set up

@@ -70,26 +70,55 @@ impl Prometheus {
     }
 }
 
-/// A real single-node VictoriaMetrics.
+/// A real single-node VictoriaMetrics; can be stopped and restarted on the same port and data.
 pub struct VictoriaMetrics {
     root: TempDir,
     pub addr: SocketAddr,
-    pub proc: Proc,
+    args: Vec<String>,
+    proc: Option<Proc>,
 }
 
 impl VictoriaMetrics {
     pub fn start() -> VictoriaMetrics {
-        let bin = bins::peer("/usr/bin/victoria-metrics", "victoria-metrics");
+        Self::start_with_args(&[])
+    }
+
+    /// Starts with extra command-line flags (e.g. `-influxSkipSingleField`).
+    pub fn start_with_args(args: &[&str]) -> VictoriaMetrics {
         let root = tempfile::Builder::new().prefix("tz-vm-").tempdir().expect("tempdir");
-        let addr = ports::free_addr();
+        let mut vm = VictoriaMetrics {
+            root,
+            addr: ports::free_addr(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            proc: None,
+        };
+        vm.restart();
+        vm
+    }
+
+    /// Starts the process (again) on the same port and data dir and waits for `/health`.
+    pub fn restart(&mut self) {
+        assert!(self.proc.is_none(), "VictoriaMetrics already running");
+        let bin = bins::peer("/usr/bin/victoria-metrics", "victoria-metrics");
         let mut cmd = Command::new(bin);
-        cmd.current_dir(root.path())
-            .arg(format!("-httpListenAddr={addr}"))
-            .arg(format!("-storageDataPath={}", root.path().join("data").display()))
-            .arg("-loggerLevel=WARN");
-        let mut proc = Proc::spawn("victoria-metrics", cmd, &root.path().join("logs"));
-        wait_http_ok(&mut proc, &format!("http://{addr}/health"));
-        VictoriaMetrics { root, addr, proc }
+        cmd.current_dir(self.root.path())
+            .arg(format!("-httpListenAddr={}", self.addr))
+            .arg(format!("-storageDataPath={}", self.data_dir().display()))
+            .arg("-loggerLevel=WARN")
+            .args(&self.args);
+        let mut proc = Proc::spawn("victoria-metrics", cmd, &self.root.path().join("logs"));
+        wait_http_ok(&mut proc, &format!("http://{}/health", self.addr));
+        self.proc = Some(proc);
+    }
+
+    /// Graceful stop (SIGTERM); VictoriaMetrics flushes on the way out.
+    pub fn stop(&mut self) {
+        let mut p = self.proc.take().expect("VictoriaMetrics running");
+        assert!(p.terminate(Duration::from_secs(30)).is_some(), "VictoriaMetrics ignored SIGTERM\n{}", p.logs());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("VictoriaMetrics running").pid()
     }
 
     pub fn base_url(&self) -> String {
