@@ -5,7 +5,7 @@ use super::error::{QueryError, Result};
 use super::selector::{at_ms, matchers, offset_ms};
 use super::value::{RawSeries, Series, Steps, Value, check_unique_labels};
 use super::{aggregations, binary, functions};
-use crate::storage::Queryable;
+use crate::storage::{Queryable, RollupFunc, SelectHints};
 use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
 use std::time::Instant;
 use tingzhen_core::is_stale_nan;
@@ -164,7 +164,15 @@ impl<'a> Evaluator<'a> {
         let offset = offset_ms(&vs.offset);
         let at = at_ms(&vs.at, self.query_start, self.query_end);
         let (min_ref, max_ref) = self.ref_bounds(at, offset, steps);
-        let data = self.store.select(&m, min_ref.saturating_sub(self.lookback), max_ref)?;
+        // Long range queries may read the `last` of each rollup window instead of raw samples:
+        // the value shown at a step is then the last raw value of the newest finished window.
+        // `timestamp()` needs the raw samples' own times, so it never takes rollups.
+        let hints = SelectHints {
+            step_ms: steps.step,
+            range_ms: self.lookback,
+            func: if timestamps { None } else { Some(RollupFunc::Last) },
+        };
+        let data = self.store.select_hinted(&m, min_ref.saturating_sub(self.lookback), max_ref, &hints)?;
         self.account(data.iter().map(|s| s.samples.len()).sum())?;
         let mut out = Vec::with_capacity(data.len());
         for s in data {
@@ -194,8 +202,14 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates a range-vector expression (matrix selector or subquery) for use by a function.
     pub fn range_arg(&mut self, e: &Expr, steps: &Steps) -> Result<RangeArg> {
+        self.range_arg_hinted(e, steps, None)
+    }
+
+    /// Like [`Self::range_arg`], telling storage which rollup aggregate would serve the calling
+    /// function unchanged (see `range_functions::rollup_for`), so long ranges can use rollups.
+    pub fn range_arg_hinted(&mut self, e: &Expr, steps: &Steps, func: Option<RollupFunc>) -> Result<RangeArg> {
         match unwrap_parens(e) {
-            Expr::MatrixSelector(ms) => self.matrix_selector(ms, steps),
+            Expr::MatrixSelector(ms) => self.matrix_selector(ms, steps, func),
             Expr::Subquery(sq) => self.subquery(sq, steps),
             other => Err(QueryError::Parse(format!("expected range vector, got {}", other.value_type()))),
         }
@@ -208,13 +222,14 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn matrix_selector(&mut self, ms: &MatrixSelector, steps: &Steps) -> Result<RangeArg> {
+    fn matrix_selector(&mut self, ms: &MatrixSelector, steps: &Steps, func: Option<RollupFunc>) -> Result<RangeArg> {
         let m = matchers(&ms.vs)?;
         let range = ms.range.as_millis() as i64;
         let offset = offset_ms(&ms.vs.offset);
         let at = at_ms(&ms.vs.at, self.query_start, self.query_end);
         let (min_ref, max_ref) = self.ref_bounds(at, offset, steps);
-        let data = self.store.select(&m, min_ref.saturating_sub(range), max_ref)?;
+        let hints = SelectHints { step_ms: steps.step, range_ms: range, func };
+        let data = self.store.select_hinted(&m, min_ref.saturating_sub(range), max_ref, &hints)?;
         self.account(data.iter().map(|s| s.samples.len()).sum())?;
         let series = data
             .into_iter()

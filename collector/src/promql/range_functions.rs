@@ -6,6 +6,7 @@ use super::error::Result;
 use super::eval::{Evaluator, RangeArg};
 use super::functions::absent_labels;
 use super::value::{Series, Steps, Value, check_unique_labels, kahan_inc, quantile};
+use crate::storage::RollupFunc;
 use promql_parser::parser::Expr;
 
 /// What a range function sees at one step besides the window's samples.
@@ -63,6 +64,20 @@ fn lookup(name: &str) -> Option<RangeFn> {
     })
 }
 
+/// The rollup aggregate on which `name` gives the same answer as on raw samples (up to the
+/// rollup's time granularity). Functions that count or weigh individual samples (count, avg,
+/// quantile, stddev, deriv, changes, resets…) get none and always read raw data.
+pub(crate) fn rollup_for(name: &str) -> Option<RollupFunc> {
+    Some(match name {
+        "min_over_time" => RollupFunc::Min,
+        "max_over_time" => RollupFunc::Max,
+        "sum_over_time" => RollupFunc::Sum,
+        "last_over_time" => RollupFunc::Last,
+        "rate" | "increase" => RollupFunc::Counter,
+        _ => return None,
+    })
+}
+
 /// Evaluates `name` when it is a range-vector function; `Ok(None)` otherwise.
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &Steps) -> Result<Option<Value>> {
     if name == "absent_over_time" {
@@ -80,7 +95,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
         Some(i) => Some(ev.eval_scalar(args[i], steps)?),
         None => None,
     };
-    let arg = ev.range_arg(args[range_idx], steps)?;
+    let arg = ev.range_arg_hinted(args[range_idx], steps, rollup_for(name))?;
     let range_secs = arg.range as f64 / 1000.0;
     let mut out = Vec::new();
     for s in &arg.series {

@@ -207,3 +207,80 @@ fn odd_input_never_panics() {
         let _ = e.range(&s, q, i64::MIN, i64::MAX, i64::MAX);
     }
 }
+
+/// Records the hints each select carried, answering from an inner store.
+struct HintRecorder {
+    inner: MemStorage,
+    seen: parking_lot::Mutex<Vec<crate::storage::SelectHints>>,
+}
+
+impl crate::storage::Queryable for HintRecorder {
+    fn select(
+        &self,
+        m: &[tingzhen_core::Matcher],
+        s: i64,
+        e: i64,
+    ) -> std::result::Result<Vec<crate::storage::SeriesSamples>, crate::storage::StorageError> {
+        self.inner.select(m, s, e)
+    }
+    fn select_hinted(
+        &self,
+        m: &[tingzhen_core::Matcher],
+        s: i64,
+        e: i64,
+        h: &crate::storage::SelectHints,
+    ) -> std::result::Result<Vec<crate::storage::SeriesSamples>, crate::storage::StorageError> {
+        self.seen.lock().push(*h);
+        self.inner.select(m, s, e)
+    }
+    fn series(
+        &self,
+        m: &[Vec<tingzhen_core::Matcher>],
+        s: i64,
+        e: i64,
+    ) -> std::result::Result<Vec<Labels>, crate::storage::StorageError> {
+        self.inner.series(m, s, e)
+    }
+    fn label_names(
+        &self,
+        m: &[Vec<tingzhen_core::Matcher>],
+        s: i64,
+        e: i64,
+    ) -> std::result::Result<Vec<String>, crate::storage::StorageError> {
+        self.inner.label_names(m, s, e)
+    }
+    fn label_values(
+        &self,
+        n: &str,
+        m: &[Vec<tingzhen_core::Matcher>],
+        s: i64,
+        e: i64,
+    ) -> std::result::Result<Vec<String>, crate::storage::StorageError> {
+        self.inner.label_values(n, m, s, e)
+    }
+}
+
+#[test]
+fn selects_tell_storage_which_rollup_would_serve_them() {
+    use crate::storage::RollupFunc;
+    let rec = HintRecorder { inner: store(), seen: parking_lot::Mutex::new(Vec::new()) };
+    let cases: [(&str, Option<RollupFunc>, i64); 6] = [
+        ("max_over_time(g[1h])", Some(RollupFunc::Max), 3_600_000),
+        ("rate(c[10m])", Some(RollupFunc::Counter), 600_000),
+        ("sum_over_time(g[1h])", Some(RollupFunc::Sum), 3_600_000),
+        // Counting or averaging individual samples is wrong on rollups: raw only.
+        ("count_over_time(g[1h])", None, 3_600_000),
+        ("avg_over_time(g[1h])", None, 3_600_000),
+        ("g", Some(RollupFunc::Last), 300_000),
+    ];
+    for (q, func, range) in cases {
+        rec.seen.lock().clear();
+        engine().range(&rec, q, 0, 10 * M, 5 * M).unwrap();
+        let seen = rec.seen.lock().clone();
+        assert_eq!(seen.len(), 1, "{q}");
+        assert_eq!((seen[0].func, seen[0].range_ms, seen[0].step_ms), (func, range, 5 * M), "{q}");
+    }
+    rec.seen.lock().clear();
+    engine().range(&rec, "timestamp(g)", 0, 10 * M, 5 * M).unwrap();
+    assert_eq!(rec.seen.lock()[0].func, None, "timestamp() needs raw sample times");
+}
