@@ -81,7 +81,7 @@ pub fn run(flags: &Flags) -> String {
          | RSS at end (VmRSS) | {ar} | {nr} | {rr} | ≤ 0.5× |\n\
          | peak RSS (VmHWM) | {ah} | {nh} | {hr} | |\n\
          | CPU time for {n} collections | {agent_cpu:.2} s | {ne_cpu:.2} s | {cr} | ≤ 0.5× |\n",
-        nev = version("/usr/bin/prometheus-node-exporter", "--version"),
+        nev = version("prometheus-node-exporter"),
         ar = mib(a1.rss),
         nr = mib(n1.rss),
         rr = ratio(a1.rss as f64, n1.rss as f64),

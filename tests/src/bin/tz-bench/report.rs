@@ -36,16 +36,15 @@ pub fn machine() -> String {
     format!("{model}, {cores} cores, {:.0} GiB RAM, Linux {}", mem_kb as f64 / 1048576.0, kernel.trim())
 }
 
-/// Version line of a peer binary (`--version` / `-version`).
-pub fn version(bin: &str, flag: &str) -> String {
-    Command::new(bin)
-        .arg(flag)
+/// "package version" of a peer, from dpkg (the binaries' own version flags disagree).
+pub fn version(package: &str) -> String {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${Version}", package])
         .output()
-        .map(|o| {
-            let s = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-            s.lines().next().unwrap_or_default().trim().to_string()
-        })
-        .unwrap_or_else(|_| "unknown".into())
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("{package} (version unknown)"))
 }
 
 pub fn ratio(ours: f64, theirs: f64) -> String {
