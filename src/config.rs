@@ -82,6 +82,28 @@ mod tests {
     }
 
     #[test]
+    fn remote_mode_needs_its_section_and_validates_it() {
+        let missing: Config = toml::from_str("[storage]\nmode = \"remote\"\n").unwrap();
+        assert!(missing.validate().unwrap_err().to_string().contains("storage.remote"));
+        let ok: Config = toml::from_str(
+            "[storage]\nmode = \"remote\"\n[storage.remote]\nkind = \"victoriametrics\"\n\
+             write_url = \"http://127.0.0.1:8428/api/v1/write\"\nquery_url = \"http://127.0.0.1:8428\"\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        let influx: Config = toml::from_str(
+            "[storage]\nmode = \"remote\"\n[storage.remote]\nkind = \"influxdb2\"\n\
+             write_url = \"http://127.0.0.1:8086\"\nquery_url = \"http://127.0.0.1:8428\"\n",
+        )
+        .unwrap();
+        assert!(influx.validate().unwrap_err().to_string().contains("storage.remote.org"));
+        let inline_token = toml::from_str::<Config>(
+            "[storage.remote]\nkind = \"victoriametrics\"\nwrite_url = \"http://a\"\nquery_url = \"http://a\"\ntoken = \"secret\"\n",
+        );
+        assert!(inline_token.is_err(), "an inline secret must not be accepted");
+    }
+
+    #[test]
     fn example_configs_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
         let mut checked = 0;

@@ -70,6 +70,8 @@ pub struct StorageConfig {
     pub retention: HumanDuration,
     /// How far behind the newest sample an out-of-order sample may arrive. Default 1 hour.
     pub out_of_order_window: HumanDuration,
+    /// How long 5-minute rollups (used by long-range queries) are kept. Default 400 days.
+    pub rollup_retention: HumanDuration,
     /// `embedded` (default) or `remote`.
     pub mode: StorageMode,
     /// Required when `mode = "remote"`.
@@ -82,6 +84,7 @@ impl Default for StorageConfig {
             data_dir: "./tingzhen-data".into(),
             retention: HumanDuration::from_secs(15 * 86_400),
             out_of_order_window: HumanDuration::from_secs(3_600),
+            rollup_retention: HumanDuration::from_secs(400 * 86_400),
             mode: StorageMode::Embedded,
             remote: None,
         }
@@ -134,6 +137,9 @@ impl StorageConfig {
         }
         if self.retention.0.as_secs() < 3_600 {
             return Err("storage.retention: must be at least 1h".into());
+        }
+        if self.rollup_retention.0 < self.retention.0 {
+            return Err("storage.rollup_retention: must not be shorter than storage.retention".into());
         }
         match (self.mode, &self.remote) {
             (StorageMode::Remote, None) => {

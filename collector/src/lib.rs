@@ -71,6 +71,7 @@ impl Collector {
                 let opts = TsdbOptions {
                     retention: settings.storage.retention.0,
                     out_of_order_window: settings.storage.out_of_order_window.0,
+                    rollup_retention: settings.storage.rollup_retention.0,
                     ..TsdbOptions::default()
                 };
                 let tsdb = Tsdb::open(&tsdb_dir, opts)
