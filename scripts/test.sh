@@ -21,9 +21,20 @@ if ((${#missing[@]})); then
   sudo=()
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq
-  # Packages' own services are not needed (tests start their own on free ports); policy-rc.d
-  # may refuse to start them in containers, which is fine.
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # The packages' own services are not wanted (tests start their own on free ports, and a
+  # service start fails without an init system): deny starts during the install, unless the
+  # machine already has a policy.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    added_policy=1
+  fi
+  status=0
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+  ((added_policy)) && "${sudo[@]}" rm -f "$policy"
+  ((status == 0)) || { echo "test.sh: apt-get install failed ($status)" >&2; exit "$status"; }
 fi
 for bin in "${!PEERS[@]}"; do
   [[ -x "$bin" ]] || { echo "test.sh: $bin still missing after install" >&2; exit 1; }
