@@ -81,12 +81,16 @@ pub async fn remote_write(
     .await
 }
 
-async fn influx(
-    state: AppState,
+/// Influx line protocol, for both the 1.x `/write` and 2.x `/api/v2/write` paths: the
+/// precision parser accepts either version's spellings, and `db`/`org`/`bucket` are ignored
+/// (the token decides where data goes).
+pub async fn influx(
+    State(state): State<AppState>,
     headers: HeaderMap,
-    params: Params,
+    axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<StatusCode> {
+    let params = Params(params);
     let body = body_bytes(&state, body, "influx")?;
     reject_unsupported_encoding(&headers, &["identity"])?;
     let precision =
@@ -94,24 +98,6 @@ async fn influx(
     let now = now_ms();
     decode_and_append(&state, "influx", move || line_protocol::parse(&body, precision, now).map_err(|e| e.to_string()))
         .await
-}
-
-pub async fn influx_v1(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<StatusCode> {
-    influx(state, headers, Params(params), body).await
-}
-
-pub async fn influx_v2(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::extract::Query(params): axum::extract::Query<Vec<(String, String)>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<StatusCode> {
-    influx(state, headers, Params(params), body).await
 }
 
 pub async fn heartbeat(

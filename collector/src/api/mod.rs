@@ -50,8 +50,8 @@ pub fn router(state: AppState) -> Router {
     let guard = |scope| ScopeGuard { auth: state.auth.clone(), scope };
     let ingest = Router::new()
         .route("/api/v1/write", post(ingest::remote_write))
-        .route("/write", post(ingest::influx_v1))
-        .route("/api/v2/write", post(ingest::influx_v2))
+        .route("/write", post(ingest::influx))
+        .route("/api/v2/write", post(ingest::influx))
         .route("/api/v1/agents/heartbeat", post(ingest::heartbeat))
         .route_layer(middleware::from_fn_with_state(guard(Scope::Ingest), require_scope));
     let query = Router::new()
