@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod labels;
 pub mod line_protocol;
 pub mod matcher;
+pub mod query;
 pub mod remote_write;
 pub mod sample;
 pub mod spool;

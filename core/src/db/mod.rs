@@ -5,10 +5,12 @@
 mod agents;
 mod tokens;
 
+pub use rusqlite;
+
 pub use agents::AgentRecord;
 pub use tokens::{NewToken, TokenRecord};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -82,6 +84,36 @@ impl Db {
             tx.commit()?;
         }
         Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    /// Applies a component's own numbered migrations (the alerting state, the outbox, …),
+    /// tracked per component so crates add tables without sharing one migration list.
+    /// Idempotent: already applied steps are skipped.
+    pub fn migrate_component(&self, component: &str, migrations: &[&str]) -> Result<(), DbError> {
+        let mut conn = self.conn();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS component_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+        )?;
+        let current: i64 = conn
+            .query_row("SELECT version FROM component_schema WHERE component = ?1", [component], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO component_schema (component, version) VALUES (?1, ?2)
+                 ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                rusqlite::params![component, (i + 1) as i64],
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with the connection locked. Keep `f` short: every user of the store waits on it.
+    pub fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        f(&mut self.conn())
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
