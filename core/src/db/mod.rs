@@ -8,7 +8,7 @@ mod tokens;
 pub use rusqlite;
 
 pub use agents::AgentRecord;
-pub use tokens::{NewToken, TokenRecord};
+pub use tokens::{AuthError, NewToken, TokenRecord};
 
 use rusqlite::{Connection, OptionalExtension};
 use std::path::Path;

@@ -34,6 +34,31 @@ impl TokenRecord {
     }
 }
 
+/// Why a presented credential was refused. The messages are safe to show the client: they name
+/// the token and the scope, never the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token (Authorization: Bearer <token>)")]
+    Missing,
+    #[error("unknown or revoked token")]
+    Unknown,
+    #[error("token {name:?} lacks the {scope} scope")]
+    Scope { name: String, scope: Scope },
+    #[error("token {name:?} may not be used from {peer}: outside its address allowlist")]
+    Address { name: String, peer: String },
+    #[error("client address unknown; token {0:?} has an allowlist")]
+    NoPeer(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl AuthError {
+    /// 401 (no usable identity) versus 403 (identity known, not allowed here).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Self::Missing | Self::Unknown)
+    }
+}
+
 /// The result of creating a token: its record and the plaintext, to be shown once.
 #[derive(Debug)]
 pub struct NewToken {
@@ -127,6 +152,29 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The whole token check, usable by any target without the collector's HTTP layer: the
+    /// token must be live, carry `scope` (admin implies all) and, if it has an allowlist, come
+    /// from an allowed `peer`. Blocking (one indexed lookup).
+    pub fn authenticate(
+        &self,
+        plaintext: Option<&str>,
+        peer: Option<std::net::IpAddr>,
+        scope: Scope,
+    ) -> Result<TokenRecord, AuthError> {
+        let plaintext = plaintext.filter(|t| !t.is_empty()).ok_or(AuthError::Missing)?;
+        let record = self.find_token(plaintext)?.ok_or(AuthError::Unknown)?;
+        if !record.has_scope(scope) {
+            return Err(AuthError::Scope { name: record.name, scope });
+        }
+        match peer {
+            Some(ip) if record.allows(ip) => {}
+            Some(ip) => return Err(AuthError::Address { name: record.name, peer: ip.to_string() }),
+            None if record.allow.is_empty() => {}
+            None => return Err(AuthError::NoPeer(record.name)),
+        }
+        Ok(record)
+    }
+
     pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, DbError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id"))?;
@@ -175,6 +223,23 @@ mod tests {
         assert!(db.find_token(&again.plaintext).unwrap().is_some());
         assert!(db.find_token(&t.plaintext).unwrap().is_none());
         assert_eq!(db.list_tokens().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn authenticate_checks_scope_and_allowlist() {
+        let db = Db::open_in_memory().unwrap();
+        let q = db.create_token("reader", &[Scope::Query], &[parse_allow("10.0.0.0/8").unwrap()]).unwrap();
+        let a = db.create_token("root", &[Scope::Admin], &[]).unwrap();
+        let inside = Some("10.1.1.1".parse().unwrap());
+        assert_eq!(db.authenticate(Some(&q.plaintext), inside, Scope::Query).unwrap().name, "reader");
+        assert!(matches!(db.authenticate(Some(&q.plaintext), inside, Scope::Admin), Err(AuthError::Scope { .. })));
+        let outside = Some("192.0.2.1".parse().unwrap());
+        assert!(matches!(db.authenticate(Some(&q.plaintext), outside, Scope::Query), Err(AuthError::Address { .. })));
+        assert!(matches!(db.authenticate(Some(&q.plaintext), None, Scope::Query), Err(AuthError::NoPeer(_))));
+        assert!(db.authenticate(Some(&a.plaintext), None, Scope::Ingest).is_ok(), "admin implies every scope");
+        let missing = db.authenticate(None, None, Scope::Query).unwrap_err();
+        assert!(missing.is_unauthorized());
+        assert!(db.authenticate(Some("tz_nope"), None, Scope::Query).unwrap_err().is_unauthorized());
     }
 
     #[test]
