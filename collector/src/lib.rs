@@ -13,6 +13,7 @@ pub mod backend;
 pub mod config;
 pub mod inventory;
 pub mod promql;
+pub mod query_service;
 pub mod remote;
 pub mod storage;
 pub mod telemetry;
@@ -20,7 +21,7 @@ pub mod tsdb;
 
 use api::auth::Auth;
 use api::{AppState, Services};
-use backend::Backend;
+use backend::{Backend, Store};
 use config::{InventoryConfig, QueryConfig, StorageConfig, StorageMode};
 use inventory::Inventory;
 use promql::{Engine, EngineOptions};
@@ -76,11 +77,11 @@ impl Collector {
                 };
                 let tsdb = Tsdb::open(&tsdb_dir, opts)
                     .map_err(|source| CollectorError::Tsdb { path: tsdb_dir.display().to_string(), source })?;
-                Backend::Embedded(Arc::new(tsdb))
+                Backend::new(Store::Embedded(Arc::new(tsdb)))
             }
             StorageMode::Remote => {
                 let remote = settings.storage.remote.as_ref().ok_or(CollectorError::RemoteMissing)?;
-                Backend::Remote(remote::RemoteStore::open(remote, &data_dir.join("remote-spool"))?)
+                Backend::new(Store::Remote(remote::RemoteStore::open(remote, &data_dir.join("remote-spool"))?))
             }
         };
         let telemetry = Arc::new(Telemetry::new());
@@ -108,6 +109,18 @@ impl Collector {
 
     pub fn services(&self) -> &AppState {
         &self.services
+    }
+
+    /// PromQL in process for other targets (alerting), over the same engine and storage the
+    /// query API uses.
+    pub fn query_service(&self) -> Arc<dyn tingzhen_core::query::MetricsQuery> {
+        Arc::new(query_service::CollectorQuery::new(self.services.engine.clone(), self.services.backend.clone()))
+    }
+
+    /// Tells `observer` the metric names of every acknowledged write from now on (ingest and
+    /// the collector's own liveness series).
+    pub fn add_ingest_observer(&self, observer: Arc<dyn tingzhen_core::query::IngestObserver>) {
+        self.services.backend.add_observer(observer);
     }
 
     /// Runs storage maintenance and liveness evaluation until `shutdown` turns true, then
