@@ -9,7 +9,9 @@
 //! alerts from an existing Prometheus (`POST /api/v2/alerts`); `summary` reports.
 //! The shared vocabulary is in `model`.
 
+pub mod calendar;
 pub mod model;
 pub mod notify;
 pub mod outbox;
 pub mod templates;
+pub mod routing;

@@ -1,0 +1,614 @@
+//! The `Dispatcher`: takes alert state changes, keeps the groups, and returns the
+//! notifications due at `now_ms`. One lock around all routing state; every change is written
+//! to SQLite (with the notifications it produced) before the notifications are returned.
+
+use super::group::{Gate, Group};
+use super::inhibit::is_inhibited;
+use super::silence::{CompiledSilence, Silence, SilenceSpec, SilenceStatus};
+use super::store::Store;
+use super::tree::{Compiled, Route, compile};
+use super::{RoutingConfig, RoutingError};
+use crate::calendar::{Calendar, DayInfo, DayKind, parse_date};
+use crate::model::{Alert, AlertState, LabelMap, Notification};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tingzhen_core::db::Db;
+
+/// What an acknowledgement names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckTarget {
+    /// Every firing alert of a group.
+    Group(String),
+    /// One alert (by fingerprint) in every group that holds it.
+    Alert(String),
+}
+
+/// One alert acknowledged by someone: what summaries need for MTTA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRecord {
+    pub group_key: String,
+    pub fingerprint: String,
+    pub alertname: String,
+    pub alert_starts_at_ms: i64,
+    /// When the group first announced this alert firing (None if acknowledged before that).
+    pub first_notified_ms: Option<i64>,
+    pub acked_at_ms: i64,
+    pub acked_by: String,
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    pub fingerprint: String,
+    pub labels: LabelMap,
+    pub state: AlertState,
+    pub starts_at_ms: i64,
+    pub silenced: bool,
+    pub inhibited: bool,
+    pub acked: bool,
+}
+
+/// An active group as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupView {
+    pub group_key: String,
+    pub route: String,
+    pub receiver: String,
+    pub group_labels: LabelMap,
+    pub alerts: Vec<AlertView>,
+    pub last_notified_ms: Option<i64>,
+    pub next_flush_ms: i64,
+    /// Held by a time window: `active` (will be delivered when it opens) or `mute`.
+    pub held: Option<String>,
+    pub escalation_level: u32,
+    pub acked_at_ms: Option<i64>,
+    pub acked_by: Option<String>,
+}
+
+struct Inner {
+    compiled: Compiled,
+    groups: BTreeMap<String, Group>,
+    silences: BTreeMap<String, CompiledSilence>,
+    /// The latest `now_ms` seen; `next_wake_ms` plans from it.
+    last_now_ms: i64,
+    id_seq: u64,
+    /// Groups changed but not yet written because the store failed; retried on every save.
+    unsaved: BTreeSet<String>,
+    /// Notifications whose save failed, retried with the next save so `replay` finds them.
+    unsaved_emitted: Vec<Notification>,
+    store_failures: u64,
+}
+
+pub struct Dispatcher {
+    inner: Mutex<Inner>,
+    store: Store,
+    clock: Mutex<Arc<dyn Fn() -> i64 + Send + Sync>>,
+    changed: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").field("groups", &self.inner.lock().groups.len()).finish()
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Inner {
+    fn firing(&self) -> Vec<Alert> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for g in self.groups.values() {
+            for (fp, a) in &g.alerts {
+                if a.state == AlertState::Firing && seen.insert(fp.clone()) {
+                    out.push(a.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn silenced(&self, labels: &LabelMap, now_ms: i64) -> bool {
+        self.silences.values().any(|s| s.mutes(&self.compiled.calendar, labels, now_ms))
+    }
+
+    fn window_open(&self, name: &str, now_ms: i64) -> bool {
+        self.compiled.windows.get(name).is_some_and(|w| w.contains(&self.compiled.calendar, now_ms))
+    }
+
+    /// Route windows (if any) and the receiver's own windows, combined.
+    fn gate(&self, route: Option<&Route>, receiver: &str, now_ms: i64) -> Gate {
+        let empty = (Vec::new(), Vec::new());
+        let (r_active, r_mute) = self.compiled.receiver_windows.get(receiver).unwrap_or(&empty);
+        let route_active: &[String] = route.map(|r| r.active_windows.as_slice()).unwrap_or(&[]);
+        let route_mute: &[String] = route.map(|r| r.mute_windows.as_slice()).unwrap_or(&[]);
+        if route_mute.iter().chain(r_mute).any(|w| self.window_open(w, now_ms)) {
+            return Gate::Muted;
+        }
+        let closed = |ws: &[String]| !ws.is_empty() && !ws.iter().any(|w| self.window_open(w, now_ms));
+        if closed(route_active) || closed(r_active) {
+            return Gate::Closed;
+        }
+        Gate::Open
+    }
+
+    /// The next instant any window the route or receiver uses opens or closes.
+    fn gate_change(&self, route: &Route, receiver: &str, now_ms: i64) -> Option<i64> {
+        let empty = (Vec::new(), Vec::new());
+        let (ra, rm) = self.compiled.receiver_windows.get(receiver).unwrap_or(&empty);
+        route
+            .active_windows
+            .iter()
+            .chain(&route.mute_windows)
+            .chain(ra)
+            .chain(rm)
+            .filter_map(|n| self.compiled.windows.get(n))
+            .filter_map(|w| w.next_change(&self.compiled.calendar, now_ms))
+            .min()
+    }
+
+    /// Flushes due groups and sends due escalations. Returns the notifications and the keys of
+    /// groups that changed (for persistence).
+    fn evaluate(&mut self, now_ms: i64, dirty: &mut BTreeSet<String>) -> Vec<Notification> {
+        self.last_now_ms = self.last_now_ms.max(now_ms);
+        let firing = self.firing();
+        let mut out = Vec::new();
+        let keys: Vec<String> = self.groups.keys().cloned().collect();
+        for key in keys {
+            let Some(mut g) = self.groups.remove(&key) else { continue };
+            let Some(route) = self.compiled.root.find(&g.route_key).cloned() else {
+                // The configuration no longer has this route: its group cannot be routed.
+                tracing::warn!(group = %key, "dropping routing group whose route is no longer configured");
+                dirty.insert(key);
+                continue;
+            };
+            let muted: BTreeSet<String> = g
+                .alerts
+                .iter()
+                .filter(|(_, a)| {
+                    a.state == AlertState::Firing
+                        && (self.silenced(&a.labels, now_ms) || is_inhibited(&self.compiled.inhibit, &firing, a))
+                })
+                .map(|(fp, _)| fp.clone())
+                .collect();
+            let muted_changed = muted != g.muted;
+            if muted_changed {
+                g.muted = muted;
+                dirty.insert(key.clone());
+            }
+            let gate = self.gate(Some(&route), &route.receiver, now_ms);
+            if g.due(now_ms, gate, muted_changed) {
+                out.extend(g.flush(&route, gate, now_ms));
+                dirty.insert(key.clone());
+            }
+            let esc = g.escalate(&route, |r| self.gate(Some(&route), r, now_ms), now_ms);
+            if !esc.is_empty() {
+                dirty.insert(key.clone());
+                out.extend(esc);
+            }
+            if g.alerts.is_empty() {
+                dirty.insert(key);
+            } else {
+                self.groups.insert(key, g);
+            }
+        }
+        out
+    }
+
+    fn next_wake(&self) -> Option<i64> {
+        let now = self.last_now_ms;
+        let mut best: Option<i64> = None;
+        let mut consider = |t: Option<i64>| {
+            if let Some(t) = t {
+                best = Some(best.map_or(t, |b| b.min(t)));
+            }
+        };
+        for g in self.groups.values() {
+            let Some(route) = self.compiled.root.find(&g.route_key) else { continue };
+            consider(Some(g.next_flush_ms));
+            let esc = g.escalation_due_ms(route);
+            consider(esc);
+            if g.hold.is_some() || esc.is_some_and(|t| t <= now) {
+                consider(self.gate_change(route, &route.receiver, now));
+                for s in &route.escalation {
+                    consider(self.gate_change(route, &s.receiver, now));
+                }
+            }
+        }
+        if !self.groups.is_empty() {
+            for s in self.silences.values() {
+                consider(s.next_change(&self.compiled.calendar, now));
+            }
+        }
+        best
+    }
+}
+
+impl Dispatcher {
+    /// Validates the configuration, migrates the routing tables and restores groups,
+    /// silences and calendar overrides from the store.
+    pub fn open(config: &RoutingConfig, db: Arc<Db>) -> Result<Dispatcher, RoutingError> {
+        let mut compiled = compile(config)?;
+        let store = Store::open(db)?;
+        compiled.calendar.set_api_overrides(store.load_calendar_overrides()?);
+        let groups = store.load_groups()?.into_iter().map(|g| (g.group_key.clone(), g)).collect();
+        let mut silences = BTreeMap::new();
+        for s in store.load_silences()? {
+            silences.insert(s.id.clone(), CompiledSilence::compile(s)?);
+        }
+        let inner = Inner {
+            compiled,
+            groups,
+            silences,
+            last_now_ms: i64::MIN,
+            id_seq: 0,
+            unsaved: BTreeSet::new(),
+            unsaved_emitted: Vec::new(),
+            store_failures: 0,
+        };
+        Ok(Dispatcher {
+            inner: Mutex::new(inner),
+            store,
+            clock: Mutex::new(Arc::new(wall_clock_ms)),
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Replaces the configuration (groups, silences and acknowledgements are kept; groups of
+    /// routes that no longer exist are dropped at the next evaluation).
+    pub fn reconfigure(&self, config: &RoutingConfig) -> Result<(), RoutingError> {
+        let mut compiled = compile(config)?;
+        compiled.calendar.set_api_overrides(self.store.load_calendar_overrides()?);
+        self.inner.lock().compiled = compiled;
+        Ok(())
+    }
+
+    /// Signalled when the API changed something that may make a notification due (a silence
+    /// expired, an acknowledgement, a calendar edit): the caller's loop should `tick` then.
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    /// Every receiver the routing configuration names (routes, escalation steps, receiver
+    /// windows), for validation against the configured notifiers.
+    pub fn receivers_referenced(&self) -> Vec<String> {
+        self.inner.lock().compiled.receivers()
+    }
+
+    /// Replaces the clock the HTTP API uses (tests inject one; logic always takes `now_ms`).
+    pub fn set_clock(&self, clock: impl Fn() -> i64 + Send + Sync + 'static) {
+        *self.clock.lock() = Arc::new(clock);
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        let clock = self.clock.lock().clone();
+        clock()
+    }
+
+    fn persist(
+        &self,
+        inner: &mut Inner,
+        mut dirty: BTreeSet<String>,
+        emitted: &[Notification],
+        now_ms: i64,
+    ) -> Result<(), RoutingError> {
+        dirty.append(&mut inner.unsaved);
+        let mut all_emitted = std::mem::take(&mut inner.unsaved_emitted);
+        all_emitted.extend_from_slice(emitted);
+        let groups: Vec<(String, Option<Group>)> =
+            dirty.iter().map(|k| (k.clone(), inner.groups.get(k).cloned())).collect();
+        let prune = now_ms.saturating_sub(inner.compiled.replay_window_ms.saturating_mul(2));
+        let result = self.store.save(&groups, &all_emitted, now_ms, prune);
+        if result.is_err() {
+            inner.unsaved = dirty;
+            inner.unsaved_emitted = all_emitted;
+            inner.store_failures += 1;
+        }
+        result
+    }
+
+    /// Evaluates with the lock held and saves. A failed save does not withhold the
+    /// notifications: their keys are deterministic, so if the process restarts from the older
+    /// stored state and flushes again, the outbox drops the duplicates.
+    fn run(&self, inner: &mut Inner, mut dirty: BTreeSet<String>, now_ms: i64) -> Vec<Notification> {
+        let out = inner.evaluate(now_ms, &mut dirty);
+        if let Err(e) = self.persist(inner, dirty, &out, now_ms) {
+            tracing::error!(error = %e, "cannot save routing state; will retry with the next change");
+        }
+        out
+    }
+
+    /// How many saves of routing state have failed since open (exported as a self-metric).
+    pub fn store_failures(&self) -> u64 {
+        self.inner.lock().store_failures
+    }
+
+    /// Takes alert state changes (firing and resolved; others are ignored) and returns the
+    /// notifications due right now — with `group_wait = 0` a new group is announced at once.
+    /// State is persisted before returning (see `store_failures` for when that fails).
+    pub fn process(&self, alerts: &[Alert], now_ms: i64) -> Vec<Notification> {
+        let mut inner = self.inner.lock();
+        let mut dirty = BTreeSet::new();
+        for a in alerts {
+            let fp = a.fingerprint();
+            match a.state {
+                AlertState::Firing => {
+                    let routes: Vec<Route> = inner.compiled.root.match_labels(&a.labels).into_iter().cloned().collect();
+                    for route in routes {
+                        let gl = route.group_labels(&a.labels);
+                        let key = route.group_key(&gl);
+                        let g = inner
+                            .groups
+                            .entry(key.clone())
+                            .or_insert_with(|| Group::new(&route, key.clone(), gl, now_ms));
+                        g.alerts.insert(fp.clone(), a.clone());
+                        dirty.insert(key);
+                    }
+                }
+                AlertState::Resolved => {
+                    for (key, g) in inner.groups.iter_mut() {
+                        if let Some(existing) = g.alerts.get_mut(&fp) {
+                            *existing = a.clone();
+                            dirty.insert(key.clone());
+                        }
+                    }
+                }
+                AlertState::Pending | AlertState::Inactive => {}
+            }
+        }
+        self.run(&mut inner, dirty, now_ms)
+    }
+
+    /// Runs the timers: group_interval and repeat_interval flushes, escalation steps,
+    /// silences ending, time windows opening (held notifications are delivered then).
+    pub fn tick(&self, now_ms: i64) -> Vec<Notification> {
+        let mut inner = self.inner.lock();
+        self.run(&mut inner, BTreeSet::new(), now_ms)
+    }
+
+    /// When `tick` next has something to do (planned from the latest `now_ms` seen).
+    pub fn next_wake_ms(&self) -> Option<i64> {
+        self.inner.lock().next_wake()
+    }
+
+    /// Notifications emitted within the replay window before `now_ms`. Call once after
+    /// `open` and hand them to the outbox again: one may have been emitted but not yet
+    /// stored when the process stopped; the outbox drops the ones it has (same key).
+    pub fn replay(&self, now_ms: i64) -> Result<Vec<Notification>, RoutingError> {
+        let window = self.inner.lock().compiled.replay_window_ms;
+        self.store.emitted_since(now_ms.saturating_sub(window))
+    }
+
+    /// Acknowledges firing alerts: stops their escalation and records who and when.
+    pub fn ack(
+        &self,
+        target: &AckTarget,
+        by: &str,
+        comment: &str,
+        now_ms: i64,
+    ) -> Result<Vec<AckRecord>, RoutingError> {
+        if by.trim().is_empty() {
+            return Err(RoutingError::invalid("by", "say who acknowledges"));
+        }
+        let mut inner = self.inner.lock();
+        let mut records = Vec::new();
+        let mut dirty = BTreeSet::new();
+        let mut found = false;
+        for (key, g) in inner.groups.iter_mut() {
+            let only = match target {
+                AckTarget::Group(k) if k == key => None,
+                AckTarget::Alert(fp) if g.alerts.contains_key(fp) => Some(fp.as_str()),
+                _ => continue,
+            };
+            found = true;
+            for fp in g.ack(only, by.trim(), now_ms) {
+                let Some(a) = g.alerts.get(&fp) else { continue };
+                records.push(AckRecord {
+                    group_key: key.clone(),
+                    fingerprint: fp.clone(),
+                    alertname: a.name().to_string(),
+                    alert_starts_at_ms: a.starts_at_ms,
+                    first_notified_ms: g.first_announced_ms.get(&fp).copied(),
+                    acked_at_ms: now_ms,
+                    acked_by: by.trim().to_string(),
+                    comment: comment.to_string(),
+                });
+            }
+            dirty.insert(key.clone());
+        }
+        if !found {
+            let (what, id) = match target {
+                AckTarget::Group(k) => ("alert group", k.clone()),
+                AckTarget::Alert(fp) => ("firing alert", fp.clone()),
+            };
+            return Err(RoutingError::NotFound { what, id });
+        }
+        self.store.insert_acks(&records)?;
+        self.persist(&mut inner, dirty, &[], now_ms)?;
+        Ok(records)
+    }
+
+    /// Acknowledgements made in `[from_ms, to_ms)`, for MTTA.
+    pub fn acks_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<AckRecord>, RoutingError> {
+        self.store.acks_between(from_ms, to_ms)
+    }
+
+    pub fn groups(&self, now_ms: i64) -> Vec<GroupView> {
+        let inner = self.inner.lock();
+        let firing = inner.firing();
+        inner
+            .groups
+            .values()
+            .map(|g| {
+                let receiver = inner.compiled.root.find(&g.route_key).map(|r| r.receiver.clone()).unwrap_or_default();
+                let alerts = g
+                    .alerts
+                    .iter()
+                    .map(|(fp, a)| AlertView {
+                        fingerprint: fp.clone(),
+                        labels: a.labels.clone(),
+                        state: a.state,
+                        starts_at_ms: a.starts_at_ms,
+                        silenced: inner.silenced(&a.labels, now_ms),
+                        inhibited: is_inhibited(&inner.compiled.inhibit, &firing, a),
+                        acked: g.acked.contains(fp),
+                    })
+                    .collect();
+                GroupView {
+                    group_key: g.group_key.clone(),
+                    route: g.route_key.clone(),
+                    receiver,
+                    group_labels: g.group_labels.clone(),
+                    alerts,
+                    last_notified_ms: g.last_notified_ms,
+                    next_flush_ms: g.next_flush_ms,
+                    held: g.hold.map(|h| format!("{h:?}").to_lowercase()),
+                    escalation_level: g.esc_level,
+                    acked_at_ms: g.acked_at_ms,
+                    acked_by: g.acked_by.clone(),
+                }
+            })
+            .collect()
+    }
+
+    // ---- silences ----
+
+    fn new_id(inner: &mut Inner, spec: &SilenceSpec, now_ms: i64) -> String {
+        inner.id_seq += 1;
+        let mut h = Sha256::new();
+        h.update(now_ms.to_be_bytes());
+        h.update(inner.id_seq.to_be_bytes());
+        h.update(spec.matchers.join("\u{ff}").as_bytes());
+        h.update(spec.created_by.as_bytes());
+        hex::encode(&h.finalize()[..12])
+    }
+
+    /// Creates a silence; it takes effect at the next `process`/`tick`.
+    pub fn create_silence(&self, spec: &SilenceSpec, now_ms: i64) -> Result<Silence, RoutingError> {
+        let mut inner = self.inner.lock();
+        let mut id = Self::new_id(&mut inner, spec, now_ms);
+        while inner.silences.contains_key(&id) || self.store.silence_exists(&id)? {
+            id = Self::new_id(&mut inner, spec, now_ms);
+        }
+        let s = spec.build(id.clone(), now_ms, now_ms)?;
+        self.store.put_silence(&s.silence)?;
+        let out = s.silence.clone();
+        inner.silences.insert(id, s);
+        Ok(out)
+    }
+
+    /// Replaces a silence that has not expired.
+    pub fn update_silence(&self, id: &str, spec: &SilenceSpec, now_ms: i64) -> Result<Silence, RoutingError> {
+        let mut inner = self.inner.lock();
+        let cal = inner.compiled.calendar.clone();
+        let existing =
+            inner.silences.get(id).ok_or_else(|| RoutingError::NotFound { what: "silence", id: id.into() })?;
+        if existing.status(&cal, now_ms) == SilenceStatus::Expired {
+            return Err(RoutingError::invalid("id", "an expired silence cannot be edited; create a new one"));
+        }
+        let s = spec.build(id.to_string(), existing.silence.created_at_ms, now_ms)?;
+        self.store.put_silence(&s.silence)?;
+        let out = s.silence.clone();
+        inner.silences.insert(id.to_string(), s);
+        Ok(out)
+    }
+
+    /// Ends a silence now (a pending one never starts). Kept for the record.
+    pub fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Silence, RoutingError> {
+        let mut inner = self.inner.lock();
+        let cal = inner.compiled.calendar.clone();
+        let existing =
+            inner.silences.get(id).ok_or_else(|| RoutingError::NotFound { what: "silence", id: id.into() })?;
+        if existing.status(&cal, now_ms) == SilenceStatus::Expired {
+            return Ok(existing.silence.clone());
+        }
+        let mut s = existing.silence.clone();
+        s.ends_at_ms = Some(now_ms.max(s.starts_at_ms));
+        s.updated_at_ms = now_ms;
+        let compiled = CompiledSilence::compile(s)?;
+        self.store.put_silence(&compiled.silence)?;
+        let out = compiled.silence.clone();
+        inner.silences.insert(id.to_string(), compiled);
+        Ok(out)
+    }
+
+    pub fn silences(&self, now_ms: i64) -> Vec<(Silence, SilenceStatus)> {
+        let inner = self.inner.lock();
+        inner.silences.values().map(|s| (s.silence.clone(), s.status(&inner.compiled.calendar, now_ms))).collect()
+    }
+
+    pub fn silence(&self, id: &str, now_ms: i64) -> Result<(Silence, SilenceStatus), RoutingError> {
+        let inner = self.inner.lock();
+        let s = inner.silences.get(id).ok_or_else(|| RoutingError::NotFound { what: "silence", id: id.into() })?;
+        Ok((s.silence.clone(), s.status(&inner.compiled.calendar, now_ms)))
+    }
+
+    // ---- calendar ----
+
+    /// The days of `year` that are not plain Monday–Friday/weekend days, with their source.
+    pub fn calendar_year(&self, year: i32) -> Vec<DayInfo> {
+        self.inner.lock().compiled.calendar.special_days(year)
+    }
+
+    pub fn calendar_day(&self, date: &str) -> Result<DayInfo, RoutingError> {
+        let d = parse_date("date", date).map_err(|e| RoutingError::invalid("date", e.to_string()))?;
+        Ok(self.inner.lock().compiled.calendar.day(d))
+    }
+
+    /// Sets (persisted) whether a date is a holiday or a workday; wins over statutory data
+    /// and configuration.
+    pub fn set_calendar_day(
+        &self,
+        date: &str,
+        kind: DayKind,
+        name: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<DayInfo, RoutingError> {
+        let d = parse_date("date", date).map_err(|e| RoutingError::invalid("date", e.to_string()))?;
+        if by.trim().is_empty() {
+            return Err(RoutingError::invalid("by", "say who edits the calendar"));
+        }
+        let mut inner = self.inner.lock();
+        self.store.put_calendar_override(d, kind, name, by.trim(), now_ms)?;
+        inner.compiled.calendar.set_api_overrides(self.store.load_calendar_overrides()?);
+        Ok(inner.compiled.calendar.day(d))
+    }
+
+    /// Removes an API override; the day falls back to configuration, statutory data, weekday.
+    pub fn clear_calendar_day(&self, date: &str) -> Result<DayInfo, RoutingError> {
+        let d = parse_date("date", date).map_err(|e| RoutingError::invalid("date", e.to_string()))?;
+        let mut inner = self.inner.lock();
+        if !self.store.delete_calendar_override(d)? {
+            return Err(RoutingError::NotFound { what: "calendar override", id: date.to_string() });
+        }
+        inner.compiled.calendar.set_api_overrides(self.store.load_calendar_overrides()?);
+        Ok(inner.compiled.calendar.day(d))
+    }
+
+    /// A copy of the current calendar (statutory + config + API overrides).
+    pub fn calendar(&self) -> Calendar {
+        self.inner.lock().compiled.calendar.clone()
+    }
+
+    /// Named windows with whether each is open at `now_ms` and when that next changes.
+    pub fn time_windows(&self, now_ms: i64) -> Vec<(crate::calendar::TimeWindowConfig, bool, Option<i64>)> {
+        let inner = self.inner.lock();
+        let cal = &inner.compiled.calendar;
+        inner
+            .compiled
+            .windows
+            .values()
+            .map(|w| (w.config().clone(), w.contains(cal, now_ms), w.next_change(cal, now_ms)))
+            .collect()
+    }
+}
