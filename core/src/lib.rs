@@ -16,6 +16,7 @@ pub mod remote_write;
 pub mod sample;
 pub mod spool;
 pub mod token;
+pub mod topsql;
 
 #[cfg(feature = "db")]
 pub mod db;
