@@ -1,5 +1,5 @@
 //! The HTTP client to the collector (ureq, rustls with ring): remote-write POSTs and heartbeats,
-//! with the bearer token, server verification against a custom CA when one is given, and the
+//! top-SQL snapshots, with the bearer token, server verification against a custom CA when one is given, and the
 //! one place that decides which answers are worth retrying.
 
 use crate::AgentError;
@@ -35,6 +35,7 @@ pub struct Client {
     agent: ureq::Agent,
     write_url: String,
     heartbeat_url: String,
+    top_sql_url: String,
     auth: Option<String>,
 }
 
@@ -87,6 +88,7 @@ impl Client {
             agent,
             write_url: format!("{base}/api/v1/write"),
             heartbeat_url: format!("{base}/api/v1/agents/heartbeat"),
+            top_sql_url: format!("{base}/api/v1/db/top-sql"),
             auth: token.map(|t| format!("Bearer {t}")),
         })
     }
@@ -111,6 +113,15 @@ impl Client {
             req = req.header("Authorization", a);
         }
         Self::finish(req.send_json(hb))
+    }
+
+    /// POSTs one top-SQL snapshot of a watched database.
+    pub fn top_sql(&self, report: &tingzhen_core::topsql::TopSqlReport) -> Outcome {
+        let mut req = self.agent.post(&self.top_sql_url);
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        Self::finish(req.send_json(report))
     }
 
     fn finish(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Outcome {

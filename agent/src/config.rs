@@ -59,6 +59,10 @@ pub struct FileConfig {
     /// The on-disk buffer used while the collector is unreachable.
     #[serde(default)]
     pub buffer: BufferConfig,
+    /// Databases, middleware, probes and processes to watch (`[[targets]]`, see
+    /// [`crate::targets::config::TargetFile`]).
+    #[serde(default)]
+    pub targets: Vec<crate::targets::config::TargetFile>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -88,11 +92,20 @@ pub struct BufferConfig {
 
 /// Refuses `token = "..."` with a message that says what to write instead.
 fn secret_ref<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretRef>, D::Error> {
+    secret_ref_for(d, "token")
+}
+
+/// Refuses `password = "..."` in `[[targets]]` the same way.
+pub(crate) fn password_ref<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SecretRef>, D::Error> {
+    secret_ref_for(d, "password")
+}
+
+fn secret_ref_for<'de, D: serde::Deserializer<'de>>(d: D, key: &str) -> Result<Option<SecretRef>, D::Error> {
     let v = toml::Value::deserialize(d)?;
     if v.is_str() {
-        return Err(serde::de::Error::custom(
-            "inline tokens are not allowed; write token = { file = \"/path\" } or token = { env = \"VAR\" }",
-        ));
+        return Err(serde::de::Error::custom(format!(
+            "inline {key}s are not allowed; write {key} = {{ file = \"/path\" }} or {key} = {{ env = \"VAR\" }}"
+        )));
     }
     v.try_into::<SecretRef>().map(Some).map_err(serde::de::Error::custom)
 }
@@ -170,6 +183,8 @@ pub struct AgentConfig {
     pub batch_size: usize,
     pub timeout: Duration,
     pub max_backoff: Duration,
+    /// Watched targets, each collected on its own thread and schedule.
+    pub targets: Vec<crate::targets::TargetConfig>,
 }
 
 /// The token never appears in logs or debug output.
@@ -190,6 +205,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("batch_size", &self.batch_size)
             .field("timeout", &self.timeout)
             .field("max_backoff", &self.max_backoff)
+            .field("targets", &self.targets)
             .finish()
     }
 }
@@ -212,6 +228,7 @@ impl Default for AgentConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             timeout: DEFAULT_TIMEOUT,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            targets: Vec::new(),
         }
     }
 }
@@ -262,6 +279,7 @@ impl AgentConfig {
             batch_size: file.batch_size.unwrap_or(d.batch_size),
             timeout: file.timeout.map(|h| h.0).unwrap_or(d.timeout),
             max_backoff: file.max_backoff.map(|h| h.0).unwrap_or(d.max_backoff),
+            targets: crate::targets::config::resolve_all(file.targets)?,
         };
         c.validate()?;
         Ok(c)

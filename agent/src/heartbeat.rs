@@ -36,6 +36,7 @@ pub fn build(id: &Identity) -> Heartbeat {
         system: id.system.clone(),
         interval_ms: id.interval_ms,
         boot_time: st.boot_time.unwrap_or(0),
+        targets: Vec::new(),
     }
 }
 

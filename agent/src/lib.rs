@@ -13,6 +13,7 @@ mod runtime;
 pub mod server;
 pub mod shipper;
 pub mod stats;
+pub mod targets;
 
 pub use config::{AgentConfig, FileConfig, Overrides, StaticLabels};
 pub use runtime::{AgentHandle, collect_once, spawn};
@@ -27,6 +28,8 @@ pub enum AgentError {
     ReadConfig { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     ParseConfig { path: PathBuf, message: String },
+    #[error("config: targets[{index}].{key}: {message}")]
+    Target { index: usize, key: &'static str, message: String },
     #[error("token: {0}")]
     Secret(#[from] tingzhen_core::config::SecretError),
     #[error("buffer: {0}")]

@@ -10,6 +10,7 @@ use crate::host::HostCollector;
 use crate::server;
 use crate::shipper::Shipper;
 use crate::stats::Stats;
+use crate::targets::{self, RunContext, Targets};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -23,7 +24,7 @@ use tingzhen_core::spool::{DiskBuffer, Record};
 
 /// A stop request threads can sleep on.
 #[derive(Debug, Default)]
-struct Stop {
+pub(crate) struct Stop {
     flag: Mutex<bool>,
     cv: Condvar,
 }
@@ -35,7 +36,7 @@ impl Stop {
     }
 
     /// Sleeps until `deadline`; true if a stop was requested meanwhile.
-    fn wait_until(&self, deadline: Instant) -> bool {
+    pub(crate) fn wait_until(&self, deadline: Instant) -> bool {
         let mut g = self.flag.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if *g {
@@ -62,6 +63,7 @@ pub struct AgentHandle {
     stats: Arc<Stats>,
     latest: Latest,
     base: Labels,
+    targets: Targets,
 }
 
 impl AgentHandle {
@@ -72,7 +74,12 @@ impl AgentHandle {
 
     /// What `/metrics` would answer now.
     pub fn metrics_text(&self) -> String {
-        render_metrics(&self.latest, &self.stats, &self.base)
+        render_metrics(&self.latest, &self.stats, &self.base, &self.targets)
+    }
+
+    /// Each watched target as the inventory heartbeat reports it now.
+    pub fn watched_targets(&self) -> Vec<tingzhen_core::inventory::WatchedTarget> {
+        self.targets.watched()
     }
 
     /// Stops collecting, writes batches not yet sent to the disk buffer, and waits for every
@@ -99,9 +106,10 @@ impl Drop for AgentHandle {
     }
 }
 
-fn render_metrics(latest: &Latest, stats: &Stats, base: &Labels) -> String {
+fn render_metrics(latest: &Latest, stats: &Stats, base: &Labels, targets: &Targets) -> String {
     let host = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut text = exposition::render(&host);
+    text.push_str(&exposition::render(&targets.families()));
     text.push_str(&exposition::render(&stats.families(base)));
     text
 }
@@ -110,10 +118,17 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// One collection of this host in the text format (`tingzhen-agent once`).
+/// One collection of this host and of every target in the text format (`tingzhen-agent once`).
 pub fn collect_once(config: &AgentConfig) -> String {
     let mut c = HostCollector::new(config.labels.to_labels(), config.top_n);
-    exposition::render(&c.collect())
+    let mut text = exposition::render(&c.collect());
+    let base = config.labels.to_labels();
+    let targets = Targets { slots: config.targets.iter().map(|t| Arc::new(targets::slot_for(t, &base))).collect() };
+    for slot in &targets.slots {
+        targets::collect_into(slot);
+    }
+    text.push_str(&exposition::render(&targets.families()));
+    text
 }
 
 fn thread(name: &'static str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, AgentError> {
@@ -128,6 +143,7 @@ pub fn spawn(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     let stop = Arc::new(Stop::default());
     let server_stop = Arc::new(AtomicBool::new(false));
     let latest: Latest = Arc::new(Mutex::new(Arc::new(Vec::new())));
+    let targets = Targets { slots: config.targets.iter().map(|t| Arc::new(targets::slot_for(t, &base))).collect() };
 
     // Everything that can fail is set up before any thread starts.
     let listener = match config.listen {
@@ -152,6 +168,7 @@ pub fn spawn(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         stats: stats.clone(),
         latest: latest.clone(),
         base: base.clone(),
+        targets: targets.clone(),
     };
 
     let mut tx = None;
@@ -161,6 +178,26 @@ pub fn spawn(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         let shipper = Shipper::new(client, buffer, stats.clone(), config.max_backoff);
         handle.threads.push(thread("tz-ship", move || shipper.run(rx))?);
     }
+    let mut top_sql = None;
+    if let Some(client) = client.clone().filter(|_| config.targets.iter().any(|t| t.top_sql > 0)) {
+        // Bounded: a collector that is slow to answer costs snapshots, never memory.
+        let (t, rx) = mpsc::sync_channel(32);
+        top_sql = Some(t);
+        handle.threads.push(thread("tz-topsql", move || top_sql_loop(&client, rx))?);
+    }
+    let run_ctx = RunContext {
+        tx: tx.clone(),
+        top_sql,
+        stop: stop.clone(),
+        stats: stats.clone(),
+        batch_size: config.batch_size,
+        host: config.labels.host.clone(),
+        jitter: config.jitter,
+    };
+    for slot in &targets.slots {
+        handle.threads.push(targets::spawn_target(slot.clone(), run_ctx.clone())?);
+    }
+    drop(run_ctx);
     if let Some(client) = client {
         let id = heartbeat::Identity {
             host: config.labels.host.clone(),
@@ -170,27 +207,49 @@ pub fn spawn(config: AgentConfig) -> Result<AgentHandle, AgentError> {
             // The collector judges liveness by heartbeats, so it must know their period.
             interval_ms: config.heartbeat_interval.as_millis() as u64,
         };
-        let (stop, stats, every) = (stop.clone(), stats.clone(), config.heartbeat_interval);
-        handle.threads.push(thread("tz-heartbeat", move || heartbeat_loop(&client, &id, every, &stop, &stats))?);
+        let (stop, stats, every, targets) = (stop.clone(), stats.clone(), config.heartbeat_interval, targets.clone());
+        handle
+            .threads
+            .push(thread("tz-heartbeat", move || heartbeat_loop(&client, &id, &targets, every, &stop, &stats))?);
     }
     if let Some(listener) = listener {
-        let (latest, stats, base) = (latest.clone(), stats.clone(), base.clone());
+        let (latest, stats, base, targets) = (latest.clone(), stats.clone(), base.clone(), targets.clone());
         handle.threads.push(thread("tz-metrics", move || {
-            server::serve(listener, server_stop, || render_metrics(&latest, &stats, &base))
+            server::serve(listener, server_stop, || render_metrics(&latest, &stats, &base, &targets))
         })?);
     }
     let cfg = config.clone();
-    handle.threads.push(thread("tz-collect", move || collect_loop(&cfg, base, tx, &stop, &stats, &latest))?);
+    handle.threads.push(thread("tz-collect", move || collect_loop(&cfg, base, tx, &targets, &stop, &stats, &latest))?);
     Ok(handle)
 }
 
-fn heartbeat_loop(client: &Client, id: &heartbeat::Identity, every: Duration, stop: &Stop, stats: &Stats) {
+fn top_sql_loop(client: &Client, rx: mpsc::Receiver<tingzhen_core::topsql::TopSqlReport>) {
+    // Ends when every target thread has dropped its sender.
+    for report in rx {
+        match client.top_sql(&report) {
+            Outcome::Sent => {}
+            Outcome::Retry(why) | Outcome::Reject(_, why) => {
+                tracing::debug!(target_name = %report.target, error = %why, "top-SQL snapshot not sent")
+            }
+        }
+    }
+}
+
+fn heartbeat_loop(
+    client: &Client,
+    id: &heartbeat::Identity,
+    targets: &Targets,
+    every: Duration,
+    stop: &Stop,
+    stats: &Stats,
+) {
     let mut next = Instant::now();
     loop {
         if stop.wait_until(next) {
             return;
         }
-        let hb = heartbeat::build(id);
+        let mut hb = heartbeat::build(id);
+        hb.targets = targets.watched();
         match client.heartbeat(&hb) {
             Outcome::Sent => {
                 stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
@@ -213,6 +272,7 @@ fn collect_loop(
     cfg: &AgentConfig,
     base: Labels,
     tx: Option<mpsc::Sender<Record>>,
+    targets: &Targets,
     stop: &Stop,
     stats: &Stats,
     latest: &Latest,
@@ -241,6 +301,12 @@ fn collect_loop(
         if let Some(tx) = &tx {
             let mut series = exposition::to_series(&families, &push_labels, ts);
             series.extend(exposition::to_series(&stats.families(&base), &push_labels, ts));
+            // A target thread stuck in a driver cannot report itself; its `up 0` goes from here.
+            for (slot, why) in targets.hung() {
+                tracing::warn!(target_name = %slot.config.name, error = %why, "target collection hangs");
+                let fams = slot.down_families();
+                series.extend(exposition::to_series(&fams, &targets::push_labels(&slot), ts));
+            }
             stats.samples_collected.fetch_add(series.len() as u64, Ordering::Relaxed);
             for chunk in series.chunks(cfg.batch_size) {
                 let rec = Record { samples: chunk.len() as u32, payload: remote_write::encode(chunk) };

@@ -144,6 +144,7 @@ mod tests {
             system: "EMR".into(),
             interval_ms: 1_000,
             boot_time: 0,
+            targets: Vec::new(),
         }
     }
 

@@ -64,6 +64,7 @@ mod tests {
             system: "HIS".into(),
             interval_ms: 10_000,
             boot_time: 1,
+            targets: Vec::new(),
         };
         let mut rec = AgentRecord { heartbeat: hb, remote_addr: "10.1.2.3".into(), first_seen_ms: 1, last_seen_ms: 1 };
         db.upsert_agent(&rec).unwrap();
