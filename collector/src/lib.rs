@@ -17,6 +17,7 @@ pub mod query_service;
 pub mod remote;
 pub mod storage;
 pub mod telemetry;
+pub mod topsql;
 pub mod tsdb;
 
 use api::auth::Auth;
