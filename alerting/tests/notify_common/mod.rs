@@ -186,6 +186,12 @@ impl Running {
         self.task.await.unwrap();
     }
 
+    /// Simulates the process dying: the loop and its in-flight sends are dropped without
+    /// recording anything, as after a kill.
+    pub fn crash(self) {
+        self.task.abort();
+    }
+
     pub fn records(&self) -> Vec<DeliveryRecord> {
         self.outbox.deliveries(0, i64::MAX).unwrap()
     }
