@@ -207,8 +207,10 @@ impl Inner {
     fn next_wake(&self) -> Option<i64> {
         let now = self.last_now_ms;
         let mut best: Option<i64> = None;
+        // Anything at or before `now` was handled by the last evaluation (or is blocked by a
+        // window, whose change is considered separately).
         let mut consider = |t: Option<i64>| {
-            if let Some(t) = t {
+            if let Some(t) = t.filter(|&t| t > now) {
                 best = Some(best.map_or(t, |b| b.min(t)));
             }
         };
