@@ -3,8 +3,10 @@
 //! groups, their access scope and body limits are all visible in [`router`].
 
 pub mod auth;
+mod db;
 pub mod error;
 mod ingest;
+mod inventory;
 mod ops;
 mod params;
 mod query;
@@ -53,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/write", post(ingest::influx))
         .route("/api/v2/write", post(ingest::influx))
         .route("/api/v1/agents/heartbeat", post(ingest::heartbeat))
+        .route("/api/v1/db/top-sql", post(db::post_top_sql))
         .route_layer(middleware::from_fn_with_state(guard(Scope::Ingest), require_scope));
     let query = Router::new()
         .route("/api/v1/query", get(query::instant).post(query::instant))
@@ -61,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/labels", get(query::labels).post(query::labels))
         .route("/api/v1/label/{name}/values", get(query::label_values))
         .route("/api/v1/inventory/hosts", get(ops::hosts))
+        .route("/api/v1/inventory", get(inventory::search))
+        .route("/api/v1/db/top-sql", get(db::get_top_sql))
         .route("/metrics", get(ops::metrics))
         .route_layer(middleware::from_fn_with_state(guard(Scope::Query), require_scope));
     Router::new()
