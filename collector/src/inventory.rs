@@ -1,15 +1,19 @@
 //! Agent inventory and liveness (MON-2 alive, MON-8 search fields). Each heartbeat updates the
-//! host's entry; a host is down once it misses `missed_heartbeats` of its own intervals. The
-//! state is written as the series `tingzhen_agent_up{host, ip, campus, role, system}` so that
-//! screens and alert rules use plain PromQL for it.
+//! host's entry, including the databases and middleware its agent watches; a host is down once
+//! it misses `missed_heartbeats` of its own intervals. The state is written as the series
+//! `tingzhen_agent_up{host, ip, campus, role, system}` so that screens and alert rules use plain
+//! PromQL for it. [`Inventory::search`] answers the quick search by IP, server, target name,
+//! campus, system and type. The inventory also owns the top-SQL store ([`crate::topsql`]):
+//! both are what agents report about the things they watch, on the same relational store.
 
 use crate::config::InventoryConfig;
+use crate::topsql::TopSqlStore;
 use parking_lot::RwLock;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tingzhen_core::db::{AgentRecord, Db, DbError};
-use tingzhen_core::inventory::Heartbeat;
+use tingzhen_core::inventory::{Heartbeat, WatchedTarget};
 use tingzhen_core::{Labels, Sample, TimeSeries};
 
 /// A persisted copy older than this is refreshed even if nothing changed, so `last_seen`
@@ -27,6 +31,7 @@ pub struct Inventory {
     db: Arc<Db>,
     config: InventoryConfig,
     hosts: RwLock<HashMap<String, HostState>>,
+    top_sql: TopSqlStore,
 }
 
 /// One host as the inventory API shows it.
@@ -40,6 +45,23 @@ pub struct HostView {
     pub up: bool,
 }
 
+/// A watched target with the host whose agent watches it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetView {
+    #[serde(flatten)]
+    pub target: WatchedTarget,
+    pub host: String,
+    pub host_ips: Vec<String>,
+    /// Whether that agent is heartbeating; when it is not, `status` is its last report.
+    pub agent_up: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SearchResult {
+    pub hosts: Vec<HostView>,
+    pub targets: Vec<TargetView>,
+}
+
 impl Inventory {
     /// Loads the persisted inventory so hosts known before a restart are still listed (and
     /// reported down if they do not come back).
@@ -49,7 +71,12 @@ impl Inventory {
             .into_iter()
             .map(|r| (r.heartbeat.host.clone(), HostState { persisted_at_ms: r.last_seen_ms, record: r }))
             .collect();
-        Ok(Self { db, config, hosts: RwLock::new(hosts) })
+        let top_sql = TopSqlStore::open(db.clone())?;
+        Ok(Self { db, config, hosts: RwLock::new(hosts), top_sql })
+    }
+
+    pub fn top_sql(&self) -> &TopSqlStore {
+        &self.top_sql
     }
 
     /// Records a heartbeat. Blocking: it may write the SQLite store.
@@ -102,6 +129,39 @@ impl Inventory {
             .collect();
         out.sort_by(|a, b| a.heartbeat.host.cmp(&b.heartbeat.host));
         out
+    }
+
+    /// Hosts and watched targets matching every whitespace-separated term of `q` (case-folded
+    /// substring of IP, host name, OS, campus, role, system; for targets also their name, type
+    /// and address). A target matches on its host's fields too, so "east postgres" finds the
+    /// PostgreSQL servers of campus east and a host's IP lists everything watched from it.
+    pub fn search(&self, q: &str, now_ms: i64) -> SearchResult {
+        let terms: Vec<String> = q.split_whitespace().map(str::to_lowercase).collect();
+        let all_match =
+            |fields: &[&str]| terms.iter().all(|t| fields.iter().any(|f| f.to_lowercase().contains(t.as_str())));
+        let mut result = SearchResult::default();
+        for h in self.hosts(now_ms) {
+            let hb = &h.heartbeat;
+            let mut host_fields: Vec<&str> =
+                vec![&hb.host, &hb.hostname, &hb.os, &hb.campus, &hb.role, &hb.system, &h.remote_addr];
+            host_fields.extend(hb.ips.iter().map(String::as_str));
+            if all_match(&host_fields) {
+                result.hosts.push(h.clone());
+            }
+            for t in &hb.targets {
+                let mut fields = host_fields.clone();
+                fields.extend([t.name.as_str(), &t.kind, &t.address, &t.campus, &t.system]);
+                if all_match(&fields) {
+                    result.targets.push(TargetView {
+                        target: t.clone(),
+                        host: hb.host.clone(),
+                        host_ips: hb.ips.clone(),
+                        agent_up: h.up,
+                    });
+                }
+            }
+        }
+        result
     }
 
     /// One `tingzhen_agent_up` sample per known host at `now_ms`.
@@ -162,5 +222,56 @@ mod tests {
         assert_eq!(hosts.len(), 1);
         assert!(!hosts[0].up);
         assert_eq!(hosts[0].last_seen_ms, 10_000);
+    }
+
+    #[test]
+    fn search_finds_hosts_and_targets_by_any_field() {
+        let db = Arc::new(Db::open_in_memory().unwrap());
+        let inv = Inventory::load(db, InventoryConfig::default()).unwrap();
+        let mut a = hb("his-db-01");
+        a.campus = "east".into();
+        a.system = "HIS".into();
+        a.targets.push(WatchedTarget {
+            name: "his-pg".into(),
+            kind: "postgres".into(),
+            address: "10.0.0.5:5432".into(),
+            campus: "east".into(),
+            system: "HIS".into(),
+            status: "up".into(),
+            last_error: String::new(),
+            last_collect_ms: 1,
+        });
+        a.targets.push(WatchedTarget {
+            name: "his-redis".into(),
+            kind: "redis".into(),
+            address: "10.0.0.5:6379".into(),
+            campus: "east".into(),
+            system: "HIS".into(),
+            status: "down".into(),
+            last_error: "connection refused".into(),
+            last_collect_ms: 1,
+        });
+        let mut b = hb("lis-app-01");
+        b.ips = vec!["10.0.9.9".into()];
+        b.campus = "west".into();
+        b.system = "LIS".into();
+        inv.heartbeat(a, "10.0.0.5".into(), 1_000).unwrap();
+        inv.heartbeat(b, "10.0.9.9".into(), 1_000).unwrap();
+
+        let names = |r: &SearchResult| r.targets.iter().map(|t| t.target.name.clone()).collect::<Vec<_>>();
+        let all = inv.search("", 1_500);
+        assert_eq!((all.hosts.len(), all.targets.len()), (2, 2));
+        let r = inv.search("POSTGRES", 1_500);
+        assert_eq!(names(&r), vec!["his-pg"]);
+        assert!(r.hosts.is_empty());
+        let r = inv.search("10.0.0.5", 1_500);
+        assert_eq!(r.hosts.len(), 1);
+        assert_eq!(names(&r), vec!["his-pg", "his-redis"]);
+        assert_eq!(names(&inv.search("east redis", 1_500)), vec!["his-redis"]);
+        let r = inv.search("lis", 1_500);
+        assert_eq!(r.hosts[0].heartbeat.host, "lis-app-01");
+        assert!(r.targets.is_empty());
+        assert!(inv.search("west postgres", 1_500).targets.is_empty());
+        assert!(inv.search("his-pg", 1_500).targets[0].agent_up);
     }
 }

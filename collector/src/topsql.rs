@@ -63,7 +63,7 @@ impl TopSqlStore {
                 params![r.host, r.target, r.kind, r.address, r.ts_ms, r.interval_ms as i64, json],
             )
         })?;
-        if self.inserts.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0 {
+        if self.inserts.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY) {
             self.prune(now_ms, MAX_SNAPSHOTS)?;
         }
         Ok(())
@@ -112,7 +112,15 @@ impl TopSqlStore {
                 let (host, target, kind, address, ts_ms, interval_ms, json) = row?;
                 // A row we cannot read back is skipped: it was validated when stored.
                 let Ok(statements) = serde_json::from_str::<Vec<TopSqlEntry>>(&json) else { continue };
-                out.push(TopSqlReport { host, target, kind, address, ts_ms, interval_ms: interval_ms as u64, statements });
+                out.push(TopSqlReport {
+                    host,
+                    target,
+                    kind,
+                    address,
+                    ts_ms,
+                    interval_ms: interval_ms as u64,
+                    statements,
+                });
             }
             Ok(out)
         })
@@ -149,19 +157,27 @@ mod tests {
         let db = Arc::new(Db::open_in_memory().unwrap());
         let s = TopSqlStore::open(db.clone()).unwrap();
         // Reopening runs no migration twice.
-        let s2 = TopSqlStore::open(db).unwrap();
+        TopSqlStore::open(db).unwrap();
         let now = 10 * RETENTION_MS;
-        s.insert(&report("db01", "his-pg", now - RETENTION_MS - 1), now).unwrap();
+        // The first insert prunes (nothing is old yet); the second is past retention.
         s.insert(&report("db01", "his-pg", now - 2000), now).unwrap();
-        s2.insert(&report("db01", "lis-mysql", now - 1000), now).unwrap();
-        s2.insert(&report("db02", "his-pg", now), now).unwrap();
+        s.insert(&report("db01", "his-pg", now - RETENTION_MS - 1), now).unwrap();
+        s.insert(&report("db01", "lis-mysql", now - 1000), now).unwrap();
+        s.insert(&report("db02", "his-pg", now), now).unwrap();
         let all = |host: &str, target: &str, since_ms| {
-            s.query(&TopSqlFilter { host: host.into(), target: target.into(), since_ms, until_ms: i64::MAX, limit: 100 })
-                .unwrap()
+            s.query(&TopSqlFilter {
+                host: host.into(),
+                target: target.into(),
+                since_ms,
+                until_ms: i64::MAX,
+                limit: 100,
+            })
+            .unwrap()
         };
         assert_eq!(all("", "", 0).len(), 4);
         let his = all("db01", "his-pg", 0);
         assert_eq!(his.len(), 2);
+        assert_eq!(all("db01", "his-pg", now - RETENTION_MS).len(), 1, "since bounds the time");
         assert!(his[0].ts_ms > his[1].ts_ms, "newest first");
         assert_eq!(his[0].statements[0].query, "SELECT pg_sleep($1)");
         assert_eq!(all("", "his-pg", now - 2000).len(), 2);
