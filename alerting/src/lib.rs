@@ -9,9 +9,21 @@
 //! alerts from an existing Prometheus (`POST /api/v2/alerts`); `summary` reports.
 //! The shared vocabulary is in `model`.
 
+pub mod api;
 pub mod calendar;
+pub mod config;
+pub mod eval;
+pub mod intake;
 pub mod model;
 pub mod notify;
 pub mod outbox;
-pub mod templates;
+pub mod query_client;
 pub mod routing;
+pub mod rules;
+pub mod service;
+pub mod state;
+pub mod summary;
+pub mod templates;
+
+pub use config::AlertingConfig;
+pub use service::{Alerting, AlertingError};
