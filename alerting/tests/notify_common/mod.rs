@@ -47,9 +47,17 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(port: u16, maildir: &Path) -> Self {
+        Self::start_with(port, maildir, &[])
+    }
+
+    /// With extra aiosmtpd options (`--tlscert`/`--tlskey` for STARTTLS, `--smtpscert`/
+    /// `--smtpskey` for implicit TLS).
+    pub fn start_with(port: u16, maildir: &Path, extra: &[&str]) -> Self {
         let py = python();
         let child = Command::new(&py)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

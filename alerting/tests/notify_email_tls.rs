@@ -1,0 +1,104 @@
+//! Email over STARTTLS and implicit TLS to a real aiosmtpd with a certificate from a private
+//! CA: delivered when `ca_file` names that CA, refused (and retried, never sent in clear) when
+//! it does not — certificate verification is always on.
+
+mod notify_common;
+
+use notify_common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use std::path::{Path, PathBuf};
+use tingzhen_alerting::outbox::DeliveryState;
+
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn pki(dir: &Path) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "hospital intranet test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "mail relay");
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let p = Pki { ca: dir.join("ca.pem"), cert: dir.join("smtp.pem"), key: dir.join("smtp.key") };
+    std::fs::write(&p.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&p.cert, leaf_cert.pem()).unwrap();
+    std::fs::write(&p.key, leaf_key.serialize_pem()).unwrap();
+    p
+}
+
+fn tls_config(port: u16, security: &str, ca: Option<&Path>) -> String {
+    let ca_line = ca.map(|p| format!("ca_file = \"{}\"\n", p.display())).unwrap_or_default();
+    format!(
+        r#"
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "{security}"
+from = "tingzhen <alerts@hospital.example>"
+{ca_line}
+[retry]
+initial_backoff = "100ms"
+max_backoff = "300ms"
+max_attempts = 1000
+
+[[receivers]]
+name = "oncall"
+channels = [{{ type = "email", to = ["ops@hospital.example"] }}]
+"#
+    )
+}
+
+async fn deliver_one(dir: &Path, cfg: &str, smtp: &SmtpServer) {
+    let run = Running::start(&config(cfg), open_db(&dir.join("tz.db")));
+    run.outbox.enqueue(&firing("tls1", "oncall")).unwrap();
+    wait_until("email over TLS", || smtp.messages().len() == 1).await;
+    wait_until("receipt", || run.records().iter().all(|d| d.outcome == DeliveryState::Sent)).await;
+    run.stop().await;
+    assert_eq!(smtp.messages()[0].subject, "[严重] DiskFull · 东院 · his-db-01");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_with_the_intranet_ca_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let port = free_port();
+    let (cert, key) = (p.cert.to_str().unwrap(), p.key.to_str().unwrap());
+    let smtp = SmtpServer::start_with(port, &dir.path().join("mail"), &["--tlscert", cert, "--tlskey", key]);
+    deliver_one(dir.path(), &tls_config(port, "starttls", Some(&p.ca)), &smtp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_with_the_intranet_ca_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let port = free_port();
+    let (cert, key) = (p.cert.to_str().unwrap(), p.key.to_str().unwrap());
+    let smtp = SmtpServer::start_with(port, &dir.path().join("mail"), &["--smtpscert", cert, "--smtpskey", key]);
+    deliver_one(dir.path(), &tls_config(port, "tls", Some(&p.ca)), &smtp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_certificate_is_refused_and_nothing_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki(dir.path());
+    let port = free_port();
+    let (cert, key) = (p.cert.to_str().unwrap(), p.key.to_str().unwrap());
+    let smtp = SmtpServer::start_with(port, &dir.path().join("mail"), &["--tlscert", cert, "--tlskey", key]);
+    let run = Running::start(&config(&tls_config(port, "starttls", None)), open_db(&dir.path().join("tz.db")));
+    run.outbox.enqueue(&firing("tls2", "oncall")).unwrap();
+    wait_until("several refused attempts", || run.records().iter().all(|d| d.attempts >= 3)).await;
+    let r = run.records();
+    run.stop().await;
+    assert_ne!(r[0].outcome, DeliveryState::Sent);
+    let err = r[0].last_error.clone().unwrap_or_default().to_lowercase();
+    assert!(err.contains("certificate") || err.contains("issuer") || err.contains("tls"), "{err}");
+    assert!(smtp.messages().is_empty(), "nothing may be delivered over an unverified connection");
+}
