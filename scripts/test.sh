@@ -40,7 +40,17 @@ for bin in "${!PEERS[@]}"; do
   [[ -x "$bin" ]] || { echo "test.sh: $bin still missing after install" >&2; exit 1; }
 done
 
-# No test needs PostgreSQL, Redis or a broker yet; when one does, start it here.
+# The agent's PostgreSQL target test (tests/tests/agent_targets.rs) needs pg_stat_statements
+# preloaded. Doing the one restart of the local cluster here keeps it out of the middle of the
+# test run; the test's own helper does the same idempotently if this did not run.
+pg_preload=$(psql -h 127.0.0.1 -U postgres -d test -Atc 'SHOW shared_preload_libraries' 2>/dev/null || true)
+if command -v pg_ctlcluster >/dev/null && [[ -d /etc/postgresql ]] && psql -h 127.0.0.1 -U postgres -d test -Atc 'SELECT 1' >/dev/null 2>&1 \
+  && [[ ",${pg_preload// /}," != *",pg_stat_statements,"* ]]; then
+  echo "test.sh: preloading pg_stat_statements in the local PostgreSQL" >&2
+  psql -h 127.0.0.1 -U postgres -d test -Atqc \
+    "ALTER SYSTEM SET shared_preload_libraries = '${pg_preload:+$pg_preload,}pg_stat_statements'"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main restart
+fi
 
 # --no-fail-fast: one failing suite must not hide the results of the others (still exits non-zero).
 exec cargo test --workspace --no-fail-fast "$@"
