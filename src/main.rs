@@ -8,6 +8,10 @@ mod serve;
 
 use clap::Parser;
 
+/// See the workspace Cargo.toml for why the server does not use the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()

@@ -84,31 +84,46 @@ impl Labels {
     /// Builds a label set from untrusted input: rejects invalid names, over-long names or
     /// values, duplicate names and too many labels. Empty values are dropped, as Prometheus does.
     pub fn validated(v: Vec<Label>) -> Result<Self, LabelError> {
-        if v.len() > MAX_LABELS_PER_SERIES {
-            return Err(LabelError::TooManyLabels { count: v.len(), max: MAX_LABELS_PER_SERIES });
-        }
-        for l in &v {
-            validate_label(&l.name, &l.value)?;
-        }
-        let mut v = v;
-        v.retain(|l| !l.value.is_empty());
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        for w in v.windows(2) {
-            if w[0].name == w[1].name {
-                return Err(LabelError::Duplicate(w[0].name.clone()));
-            }
-        }
-        Ok(Self(v))
+        Self::validate_keeping(v, false).map_err(|(e, _)| e)
     }
 
     /// Like [`Labels::validated`] and also requires a valid metric name.
     pub fn validated_series(v: Vec<Label>) -> Result<Self, LabelError> {
-        let l = Self::validated(v)?;
-        match l.get(METRIC_NAME) {
-            None => Err(LabelError::MissingName),
-            Some(n) if !is_valid_metric_name(n) => Err(LabelError::InvalidMetricName(n.into())),
-            Some(_) => Ok(l),
+        Self::validate_keeping(v, true).map_err(|(e, _)| e)
+    }
+
+    /// Validates and canonicalises; on error hands the labels back so the caller can describe
+    /// the offending series without having copied every good one in advance (ingest hot path).
+    pub fn validate_keeping(v: Vec<Label>, require_name: bool) -> Result<Self, (LabelError, Vec<Label>)> {
+        if v.len() > MAX_LABELS_PER_SERIES {
+            return Err((LabelError::TooManyLabels { count: v.len(), max: MAX_LABELS_PER_SERIES }, v));
         }
+        for l in &v {
+            if let Err(e) = validate_label(&l.name, &l.value) {
+                return Err((e, v));
+            }
+        }
+        let mut v = v;
+        v.retain(|l| !l.value.is_empty());
+        // Senders almost always send sorted labels; checking first skips the sort's moves.
+        if !v.is_sorted_by(|a, b| a.name <= b.name) {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {
+            let e = LabelError::Duplicate(w[0].name.clone());
+            return Err((e, v));
+        }
+        if require_name {
+            let err = match v.binary_search_by(|l| l.name.as_str().cmp(METRIC_NAME)) {
+                Err(_) => Some(LabelError::MissingName),
+                Ok(i) if !is_valid_metric_name(&v[i].value) => Some(LabelError::InvalidMetricName(v[i].value.clone())),
+                Ok(_) => None,
+            };
+            if let Some(e) = err {
+                return Err((e, v));
+            }
+        }
+        Ok(Self(v))
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {

@@ -95,18 +95,22 @@ pub fn decode_uncompressed(raw: &[u8]) -> Result<Vec<CoreSeries>, RemoteWriteErr
     let req = WriteRequest::decode(raw).map_err(|e| RemoteWriteError::Protobuf(e.to_string()))?;
     let mut out = Vec::with_capacity(req.timeseries.len());
     for (index, ts) in req.timeseries.into_iter().enumerate() {
-        let describe = |labels: &[Label]| -> String {
+        // The description is built only on the error path: formatting it for every series
+        // cost more than the protobuf decode itself.
+        let describe = |labels: &[CoreLabel]| -> String {
             let s: Vec<String> = labels.iter().take(8).map(|l| format!("{}={:?}", l.name, l.value)).collect();
             format!("{{{}}}", s.join(", "))
         };
-        let shown = describe(&ts.labels);
-        let labels = Labels::validated_series(ts.labels.into_iter().map(|l| CoreLabel::new(l.name, l.value)).collect())
-            .map_err(|source| RemoteWriteError::Labels { index, labels: shown.clone(), source })?;
+        let raw_labels: Vec<CoreLabel> = ts.labels.into_iter().map(|l| CoreLabel::new(l.name, l.value)).collect();
+        let labels = match Labels::validate_keeping(raw_labels, true) {
+            Ok(l) => l,
+            Err((source, raw)) => return Err(RemoteWriteError::Labels { index, labels: describe(&raw), source }),
+        };
         let mut samples = Vec::with_capacity(ts.samples.len());
         let mut last = i64::MIN;
         for (i, s) in ts.samples.iter().enumerate() {
             if s.timestamp < last {
-                return Err(RemoteWriteError::OutOfOrder { index, labels: shown, sample: i });
+                return Err(RemoteWriteError::OutOfOrder { index, labels: labels.to_string(), sample: i });
             }
             last = s.timestamp;
             samples.push(CoreSample::new(s.timestamp, s.value));
