@@ -419,6 +419,10 @@ fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
+fn check_template(key: &str, template: &str) -> Result<(), ConfigError> {
+    crate::templates::Templates::check_str(key, template).map_err(|e| ConfigError::new(key, e.to_string()))
+}
+
 fn nonempty(key: &str, v: &str) -> Result<(), ConfigError> {
     if v.trim().is_empty() { Err(ConfigError::new(key, "must not be empty")) } else { Ok(()) }
 }
@@ -435,6 +439,12 @@ impl NotifyConfig {
         }
         if r.concurrency == 0 {
             return Err(ConfigError::new("retry.concurrency", "must be at least 1"));
+        }
+        if r.initial_backoff.0.is_zero() || r.max_backoff.0 < r.initial_backoff.0 {
+            return Err(ConfigError::new(
+                "retry.initial_backoff",
+                "must be greater than 0 and at most retry.max_backoff",
+            ));
         }
         if let Some(s) = &self.smtp {
             nonempty("smtp.host", &s.host)?;
@@ -463,6 +473,9 @@ impl NotifyConfig {
             if a.max_param_chars < 2 {
                 return Err(ConfigError::new("aliyun_sms.max_param_chars", "must be at least 2"));
             }
+            for (k, t) in &a.template_params {
+                check_template(&format!("aliyun_sms.template_params.{k}"), t)?;
+            }
         }
         if let Some(t) = &self.tencent_sms {
             check_url("tencent_sms.endpoint", &t.endpoint)?;
@@ -471,9 +484,13 @@ impl NotifyConfig {
             if t.max_param_chars < 2 {
                 return Err(ConfigError::new("tencent_sms.max_param_chars", "must be at least 2"));
             }
+            for (i, tpl) in t.template_params.iter().enumerate() {
+                check_template(&format!("tencent_sms.template_params[{i}]"), tpl)?;
+            }
         }
         if let Some(h) = &self.http_sms {
             check_url("http_sms.url", &h.url)?;
+            check_template("http_sms.body", &h.body)?;
             if h.auth_header.is_some() != h.auth_secret.is_some() {
                 return Err(ConfigError::new("http_sms.auth_header", "auth_header and auth_secret go together"));
             }

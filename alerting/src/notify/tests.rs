@@ -65,6 +65,13 @@ fn validation_names_the_field() {
     assert!(e.contains("smtp.security"), "{e}");
     let c = parse(&BASE.replace("ops@hospital.example", "not an address")).unwrap();
     assert!(c.validate().unwrap_err().to_string().contains("receivers[0].channels[1].to"));
+    let c = parse(&BASE.replace(
+        "template_code = \"SMS_123\"",
+        "template_code = \"SMS_123\"\ntemplate_params = { a = \"{{#if x}}\" }",
+    ))
+    .unwrap();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("aliyun_sms.template_params.a"), "{e}");
 }
 
 #[test]
@@ -73,4 +80,16 @@ fn backoff_grows_and_caps() {
     assert_eq!(r.backoff(1), std::time::Duration::from_secs(2));
     assert_eq!(r.backoff(2), std::time::Duration::from_secs(4));
     assert_eq!(r.backoff(40), std::time::Duration::from_secs(300));
+}
+
+/// The `[alerting.notify]` part of the shipped example config parses and validates.
+#[test]
+fn deploy_example_section_is_valid() {
+    let text = include_str!("../../../deploy/tingzhen.example.toml");
+    let all: toml::Table = toml::from_str(text).unwrap();
+    let notify = all.get("alerting").and_then(|a| a.get("notify")).expect("[alerting.notify] in the example").clone();
+    let c: NotifyConfig = notify.try_into().unwrap_or_else(|e| panic!("example [alerting.notify]: {e}"));
+    c.validate().unwrap();
+    assert!(c.receivers.len() >= 2 && c.smtp.is_some() && c.wecom_app.is_some());
+    assert!(c.aliyun_sms.is_some() && c.tencent_sms.is_some() && !c.webhooks.is_empty());
 }
