@@ -237,7 +237,7 @@ times = ["02:00-04:00"]"#,
     )
     .unwrap();
     // Tuesday 2025-03-04, 02:30: inside the maintenance window.
-    let t = at("2025-03-04 02:30");
+    let t = at("2025-03-04 02:32");
     let a = [("alertname", "PgDown"), ("host", "his-db1")];
     assert!(d.process(&[firing(&a, t)], t).is_empty());
     let sent = run_until(&d, at("2025-03-04 06:00"));
