@@ -106,7 +106,7 @@ mod tests {
         let body = br#"[
             {"labels": {"alertname": "DiskFull", "host": "db-1"}, "annotations": {"summary": "disk"},
              "startsAt": "2026-01-01T00:00:00Z", "generatorURL": "http://prom/graph"},
-            {"labels": {"alertname": "Gone"}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T00:05:00+08:00"},
+            {"labels": {"alertname": "Gone"}, "startsAt": "2025-12-31T16:00:00Z", "endsAt": "2026-01-01T00:05:00+08:00"},
             {"labels": {"alertname": "Zero"}, "startsAt": "0001-01-01T00:00:00Z"}
         ]"#;
         let now = 1_767_225_600_000; // 2026-01-01T00:00:00Z
