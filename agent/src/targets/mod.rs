@@ -8,9 +8,11 @@
 //! collections and drops it on any error, so the next attempt starts clean.
 
 pub mod config;
+pub mod mysql;
 pub mod postgres;
 mod postgres_sql;
 mod runner;
+mod sql;
 mod state;
 
 pub use config::{TargetConfig, TargetKind};
@@ -78,6 +80,7 @@ pub trait Collect: Send {
 pub fn collector_for(cfg: &TargetConfig) -> Box<dyn Collect> {
     match cfg.kind {
         TargetKind::Postgres => Box::new(postgres::Postgres::new(cfg)),
+        TargetKind::Mysql => Box::new(mysql::Mysql::new(cfg)),
         _ => Box::new(Unsupported(cfg.kind)),
     }
 }

@@ -136,7 +136,7 @@ impl Postgres {
         let now = sql::parse_statements(&Self::query(client, sql::statements_sql(self.version_num))?);
         let top = sql::top_deltas(self.statements.as_ref(), &now, self.top_n);
         if !top.is_empty() {
-            let ids: Vec<i64> = top.iter().map(|t| t.0.0).collect();
+            let ids: Vec<i64> = top.iter().filter_map(|t| t.0.0.parse().ok()).collect();
             let texts = Self::query(client, &sql::statement_text_sql(&ids))?;
             cx.top_sql = sql::top_entries(&top, &texts);
         }

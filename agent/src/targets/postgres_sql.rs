@@ -3,21 +3,10 @@
 //! columns to text-friendly types and is run with the simple protocol, so a NULL is `None`
 //! (never a panic) and versions that differ in column types map the same way.
 
+pub use super::sql::{Cumulative, Row, StatementKey, col, num, top_deltas};
 use crate::host::Out;
 use std::collections::HashMap;
 use tingzhen_core::topsql::{TopSqlEntry, normalise_query};
-
-/// One row as text columns; `None` is SQL NULL.
-pub type Row = Vec<Option<String>>;
-
-pub fn col(r: &Row, i: usize) -> &str {
-    r.get(i).and_then(|c| c.as_deref()).unwrap_or("")
-}
-
-/// A numeric column; NULL or unparsable gives `None`.
-pub fn num(r: &Row, i: usize) -> Option<f64> {
-    r.get(i).and_then(|c| c.as_deref()).and_then(|s| s.trim().parse::<f64>().ok())
-}
 
 pub const VERSION: &str = "SELECT current_setting('server_version_num'), version(), \
      current_setting('server_version'), extract(epoch FROM pg_postmaster_start_time()), \
@@ -206,68 +195,28 @@ pub fn emit_replicas(rows: &[Row], out: &mut Out<'_>) {
     }
 }
 
-/// A statement's identity in `pg_stat_statements`.
-pub type StatementKey = (i64, String, String);
-
-/// Cumulative statistics of one statement.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Cumulative {
-    pub calls: f64,
-    pub total_ms: f64,
-    pub rows: f64,
-}
-
+/// `pg_stat_statements` rows (from [`statements_sql`]) keyed by (queryid, userid, dbid); rows
+/// whose queryid is not an integer are dropped, so ids can be inlined into SQL safely.
 pub fn parse_statements(rows: &[Row]) -> HashMap<StatementKey, Cumulative> {
     rows.iter()
         .filter_map(|r| {
             let id: i64 = col(r, 0).parse().ok()?;
             let c = Cumulative { calls: num(r, 3)?, total_ms: num(r, 4)?, rows: num(r, 5).unwrap_or(0.0) };
-            Some(((id, col(r, 1).to_string(), col(r, 2).to_string()), c))
+            Some(((id.to_string(), col(r, 1).to_string(), col(r, 2).to_string()), c))
         })
         .collect()
 }
 
-/// The `n` statements that cost the most time since `prev`. A statement whose counters went
-/// down was reset (or evicted and re-added), so its whole current value is the delta; one not
-/// seen before is new since the last collection and counts whole too — but only when there
-/// was a previous collection at all (the first one only sets the baseline).
-pub fn top_deltas(
-    prev: Option<&HashMap<StatementKey, Cumulative>>,
-    now: &HashMap<StatementKey, Cumulative>,
-    n: usize,
-) -> Vec<(StatementKey, Cumulative)> {
-    let Some(prev) = prev else { return Vec::new() };
-    let mut deltas: Vec<(StatementKey, Cumulative)> = now
-        .iter()
-        .filter_map(|(k, c)| {
-            let d = match prev.get(k) {
-                Some(p) if c.calls >= p.calls && c.total_ms >= p.total_ms => Cumulative {
-                    calls: c.calls - p.calls,
-                    total_ms: c.total_ms - p.total_ms,
-                    rows: (c.rows - p.rows).max(0.0),
-                },
-                _ => *c,
-            };
-            (d.calls > 0.0).then(|| (k.clone(), d))
-        })
-        .collect();
-    deltas.sort_by(|a, b| b.1.total_ms.total_cmp(&a.1.total_ms).then_with(|| a.0.cmp(&b.0)));
-    deltas.truncate(n);
-    deltas
-}
-
 /// Joins the chosen deltas with their text rows (from [`statement_text_sql`]).
 pub fn top_entries(top: &[(StatementKey, Cumulative)], texts: &[Row]) -> Vec<TopSqlEntry> {
-    let by_key: HashMap<StatementKey, &Row> = texts
-        .iter()
-        .filter_map(|r| Some(((col(r, 0).parse().ok()?, col(r, 1).to_string(), col(r, 2).to_string()), r)))
-        .collect();
+    let by_key: HashMap<StatementKey, &Row> =
+        texts.iter().map(|r| ((col(r, 0).to_string(), col(r, 1).to_string(), col(r, 2).to_string()), r)).collect();
     top.iter()
         .map(|(k, d)| {
             let r = by_key.get(k);
             let text = r.map(|r| col(r, 5)).unwrap_or("");
             TopSqlEntry {
-                query_id: k.0.to_string(),
+                query_id: k.0.clone(),
                 query: normalise_query(text),
                 database: r.map(|r| col(r, 4)).unwrap_or("").to_string(),
                 user: r.map(|r| col(r, 3)).unwrap_or("").to_string(),
@@ -322,25 +271,31 @@ mod tests {
     }
 
     #[test]
-    fn deltas_rank_by_time_and_handle_resets() {
-        let k = |i: i64| (i, "10".to_string(), "5".to_string());
-        let c = |calls: f64, total_ms: f64| Cumulative { calls, total_ms, rows: calls };
-        let prev: HashMap<_, _> = [(k(1), c(10.0, 100.0)), (k(2), c(5.0, 50.0)), (k(3), c(9.0, 900.0))].into();
-        let now: HashMap<_, _> =
-            [(k(1), c(11.0, 2100.0)), (k(2), c(5.0, 50.0)), (k(3), c(1.0, 30.0)), (k(4), c(2.0, 40.0))].into();
-        assert!(top_deltas(None, &now, 5).is_empty());
+    fn statements_join_their_text() {
+        let stats = vec![
+            row(&[Some("1"), Some("10"), Some("5"), Some("3"), Some("2100.5"), Some("3")]),
+            row(&[Some("not-a-number"), Some("10"), Some("5"), Some("3"), Some("1"), Some("3")]),
+            row(&[Some("2"), Some("10"), Some("5"), None, Some("1"), Some("3")]),
+        ];
+        let now = parse_statements(&stats);
+        assert_eq!(now.len(), 1, "bad ids and NULL calls are dropped");
+        let prev: HashMap<_, _> = [(
+            ("1".to_string(), "10".to_string(), "5".to_string()),
+            Cumulative { calls: 2.0, total_ms: 100.5, rows: 2.0 },
+        )]
+        .into();
         let top = top_deltas(Some(&prev), &now, 5);
-        let ids: Vec<i64> = top.iter().map(|t| t.0.0).collect();
-        assert_eq!(ids, vec![1, 4, 3], "statement 2 had no calls; 3 was reset");
-        assert_eq!(top[0].1, Cumulative { calls: 1.0, total_ms: 2000.0, rows: 1.0 });
-        assert_eq!(top_deltas(Some(&prev), &now, 1).len(), 1);
         let texts =
             vec![row(&[Some("1"), Some("10"), Some("5"), Some("app"), Some("his"), Some("SELECT  pg_sleep($1)")])];
         let e = top_entries(&top, &texts);
         assert_eq!(e[0].query, "SELECT pg_sleep($1)");
         assert_eq!((e[0].user.as_str(), e[0].database.as_str()), ("app", "his"));
-        assert_eq!(e[0].mean_time_ms, 2000.0);
-        assert_eq!(e[1].query, "", "a statement evicted before its text was read keeps its numbers");
+        assert_eq!((e[0].calls, e[0].total_time_ms, e[0].mean_time_ms), (1, 2000.0, 2000.0));
+        assert_eq!(
+            top_entries(&top, &[])[0].query,
+            "",
+            "a statement evicted before its text was read keeps its numbers"
+        );
     }
 
     #[test]
