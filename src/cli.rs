@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tingzhen_alerting::Alerting;
+use tingzhen_alerting::query_client::HttpMetricsQuery;
 use tingzhen_collector::Collector;
 use tingzhen_core::db::Db;
 use tingzhen_core::token::{Scope, parse_allow};
@@ -72,6 +74,9 @@ enum Target {
     All,
     /// Ingest, storage, query API and inventory.
     Collector,
+    /// Rules, alert state, routing, notifications; queries the collector named in
+    /// `[alerting.collector]` over HTTP.
+    Alerting,
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,39 +208,88 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         config.storage.data_dir = data.display().to_string();
     }
     config.validate()?;
-    // `all` and `collector` are the same process today: the collector is the only target.
-    let _ = args.target;
+    let target = args.target;
     runtime()?.block_on(async move {
         let db = Arc::new(open_db(Path::new(&config.storage.data_dir))?);
-        let settings = config.collector_settings();
-        let collector = tokio::task::spawn_blocking(move || Collector::open(&settings, db)).await??;
+        let targets = match target {
+            Target::All => open_all(&config, db).await?,
+            Target::Collector => Targets { collector: Some(open_collector(&config, db).await?), alerting: None },
+            Target::Alerting => Targets { collector: None, alerting: Some(open_alerting_remote(&config, db).await?) },
+        };
         let listener = serve::bind(&config.server.listen).await?;
         let scheme = if config.server.tls.is_some() { "https" } else { "http" };
-        tracing::info!(listen = %config.server.listen, %scheme, data = %config.storage.data_dir, "tingzhen serving");
-        run_until_signal(collector, listener, config.server.tls.as_ref(), None).await
+        tracing::info!(listen = %config.server.listen, %scheme, data = %config.storage.data_dir, ?target, "tingzhen serving");
+        run_until_signal(targets, listener, config.server.tls.as_ref(), None).await
     })
+}
+
+/// The targets one process runs; at least one is present.
+pub struct Targets {
+    pub collector: Option<Collector>,
+    pub alerting: Option<Arc<Alerting>>,
+}
+
+async fn open_collector(config: &Config, db: Arc<Db>) -> anyhow::Result<Collector> {
+    let settings = config.collector_settings();
+    Ok(tokio::task::spawn_blocking(move || Collector::open(&settings, db)).await??)
+}
+
+/// Collector and alerting in one process: alerting queries the collector's engine directly
+/// and is told about every write, so a rule is evaluated as soon as its metrics arrive.
+pub async fn open_all(config: &Config, db: Arc<Db>) -> anyhow::Result<Targets> {
+    let collector = open_collector(config, db.clone()).await?;
+    let query = collector.query_service();
+    let alerting_config = config.alerting.clone();
+    let alerting = tokio::task::spawn_blocking(move || Alerting::open(&alerting_config, db, query))
+        .await?
+        .context("cannot start alerting")?;
+    let alerting = Arc::new(alerting);
+    collector.add_ingest_observer(alerting.observer());
+    Ok(Targets { collector: Some(collector), alerting: Some(alerting) })
+}
+
+async fn open_alerting_remote(config: &Config, db: Arc<Db>) -> anyhow::Result<Arc<Alerting>> {
+    let client =
+        config.alerting.collector.as_ref().context(
+            "--target alerting needs [alerting.collector] with the collector's url (and a query-scope token)",
+        )?;
+    let query = Arc::new(HttpMetricsQuery::new(client)?);
+    let alerting_config = config.alerting.clone();
+    let alerting = tokio::task::spawn_blocking(move || Alerting::open(&alerting_config, db, query))
+        .await?
+        .context("cannot start alerting")?;
+    Ok(Arc::new(alerting))
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-/// Serves until SIGINT/SIGTERM, then stops accepting, flushes storage and returns. `on_stop`
-/// runs first (the quickstart stops its agent there so its last batch is not refused).
+/// Serves until SIGINT/SIGTERM, then stops accepting, stops the targets' loops (flushing
+/// storage) and returns. `on_stop` runs first (the quickstart stops its agent there so its last
+/// batch is not refused).
 pub async fn run_until_signal(
-    collector: Collector,
+    targets: Targets,
     listener: tokio::net::TcpListener,
     tls: Option<&tingzhen_core::config::TlsConfig>,
     on_stop: Option<Box<dyn FnOnce() + Send>>,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let router = collector.router();
-    let collector = Arc::new(collector);
-    let background = {
-        let collector = collector.clone();
-        let rx = stop_rx.clone();
-        tokio::spawn(async move { collector.run_background(rx).await })
+    let router = match (&targets.collector, &targets.alerting) {
+        (Some(c), Some(a)) => c.router().merge(tingzhen_alerting::api::router(a.clone())),
+        (Some(c), None) => c.router(),
+        (None, Some(a)) => tingzhen_alerting::api::standalone_router(a.clone()),
+        (None, None) => anyhow::bail!("no target to run"),
     };
+    let mut background = Vec::new();
+    if let Some(collector) = targets.collector {
+        let collector = Arc::new(collector);
+        let rx = stop_rx.clone();
+        background.push(tokio::spawn(async move { collector.run_background(rx).await }));
+    }
+    if let Some(alerting) = targets.alerting {
+        background.push(tokio::spawn(alerting.run(stop_rx.clone())));
+    }
     let server = serve::serve(listener, router, tls, stop_rx);
     tokio::pin!(server);
     tokio::select! {
@@ -252,7 +306,9 @@ pub async fn run_until_signal(
         }
     }
     let _ = stop_tx.send(true);
-    background.await.context("background tasks failed")?;
+    for task in background {
+        task.await.context("background tasks failed")?;
+    }
     Ok(())
 }
 

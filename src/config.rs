@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use tingzhen_alerting::AlertingConfig;
 use tingzhen_collector::CollectorSettings;
 use tingzhen_collector::config::{InventoryConfig, QueryConfig, StorageConfig};
 use tingzhen_core::config::ServerConfig;
@@ -15,6 +16,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub query: QueryConfig,
     pub inventory: InventoryConfig,
+    pub alerting: AlertingConfig,
 }
 
 impl Config {
@@ -51,6 +53,7 @@ impl Config {
         self.storage.validate().map_err(anyhow::Error::msg)?;
         self.query.validate().map_err(anyhow::Error::msg)?;
         self.inventory.validate().map_err(anyhow::Error::msg)?;
+        self.alerting.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -101,6 +104,20 @@ mod tests {
             "[storage.remote]\nkind = \"victoriametrics\"\nwrite_url = \"http://a\"\nquery_url = \"http://a\"\ntoken = \"secret\"\n",
         );
         assert!(inline_token.is_err(), "an inline secret must not be accepted");
+    }
+
+    #[test]
+    fn alerting_section_is_checked() {
+        let c: Config = toml::from_str(
+            "[alerting.rules]\nfiles = [\"deploy/rules/example.yml\"]\ndebounce = \"20ms\"\n\
+             [alerting.collector]\nurl = \"https://collector:8630\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let err = toml::from_str::<Config>("[alerting.rules]\nfile = []\n").unwrap_err().to_string();
+        assert!(err.contains("file"), "{err}");
+        let bad: Config = toml::from_str("[alerting.collector]\nurl = \"collector:8630\"\n").unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("alerting.collector.url"));
     }
 
     #[test]

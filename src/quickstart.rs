@@ -2,14 +2,13 @@
 //! for this host, so a newcomer sees live data with one command. Each start issues fresh
 //! tokens (revoking the previous quickstart ones) and prints the admin token once.
 
-use crate::cli::{open_db, run_until_signal, runtime};
+use crate::cli::{open_all, open_db, run_until_signal, runtime};
 use crate::config::Config;
 use crate::serve;
 use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tingzhen_collector::Collector;
 use tingzhen_core::db::{Db, DbError};
 use tingzhen_core::token::Scope;
 
@@ -33,14 +32,13 @@ pub fn run(listen: &str, data: &Path, interval: Duration) -> anyhow::Result<()> 
     let admin = fresh_token(&db, ADMIN_TOKEN, &[Scope::Admin])?;
     let agent_token = fresh_token(&db, AGENT_TOKEN, &[Scope::Ingest])?;
     runtime()?.block_on(async move {
-        let settings = config.collector_settings();
-        let collector = tokio::task::spawn_blocking(move || Collector::open(&settings, db)).await??;
+        let targets = open_all(&config, db).await?;
         let listener = serve::bind(&config.server.listen).await?;
         let url = format!("http://{}", listener.local_addr().context("listener address")?);
         let agent = start_agent(&url, &agent_token, data, interval)?;
         print_banner(&url, &admin, data, interval);
         let stop_agent: Box<dyn FnOnce() + Send> = Box::new(move || agent.shutdown());
-        run_until_signal(collector, listener, None, Some(stop_agent)).await
+        run_until_signal(targets, listener, None, Some(stop_agent)).await
     })
 }
 

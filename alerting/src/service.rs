@@ -15,7 +15,6 @@ use crate::summary::{Dimension, Period, shanghai_day_start, summarize};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tingzhen_core::db::Db;
@@ -138,8 +137,10 @@ impl Alerting {
         let mut file_groups = Vec::new();
         let mut names: BTreeMap<String, String> = BTreeMap::new();
         let mut errors = Vec::new();
-        for f in &config.rules.files {
-            match load_file(Path::new(f), default_interval) {
+        let files = crate::rules::expand_files(&config.rules.files).map_err(|e| RuleErrors(vec![e]))?;
+        for path in &files {
+            let f = path.display().to_string();
+            match load_file(path, default_interval) {
                 Ok(groups) => {
                     for g in groups {
                         if let Some(other) = names.insert(g.name.clone(), f.clone()) {

@@ -128,6 +128,51 @@ pub struct RuleError {
 #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
 pub struct RuleErrors(pub Vec<RuleError>);
 
+/// Expands `rule_files` entries: a `*` in the file name (not in directories) matches any run
+/// of characters, as in Prometheus's globs. A pattern matching nothing is an error, so a typo
+/// never silently loads no rules.
+pub fn expand_files(patterns: &[String]) -> Result<Vec<std::path::PathBuf>, RuleError> {
+    let mut out = Vec::new();
+    for p in patterns {
+        let path = Path::new(p);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.contains('*') {
+            out.push(path.to_path_buf());
+            continue;
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let bad = |m: String| RuleError { location: p.clone(), field: "rules.files".into(), message: m };
+        let mut matched: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| bad(format!("cannot list {}: {e}", dir.display())))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_str().is_some_and(|n| wildcard(name, n)))
+            .map(|e| e.path())
+            .collect();
+        if matched.is_empty() {
+            return Err(bad("matches no file".into()));
+        }
+        matched.sort();
+        out.extend(matched);
+    }
+    Ok(out)
+}
+
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Reads and validates one rule file; `default_interval` applies to groups without one.
 pub fn load_file(path: &Path, default_interval: Duration) -> Result<Vec<RuleGroup>, RuleErrors> {
     let shown = path.display().to_string();

@@ -120,3 +120,25 @@ fn builtins_expand_to_valid_rules() {
     let bad = Builtin::NoData { common: Common::default(), selector: "x".into(), window: Some("5 min".into()) };
     assert!(bad.expand().unwrap_err().starts_with("window"));
 }
+
+#[test]
+fn rule_file_globs() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in ["a.yml", "b.yml", "c.yaml", "notes.txt"] {
+        std::fs::write(dir.path().join(n), "groups: []\n").unwrap();
+    }
+    let p = |s: &str| dir.path().join(s).display().to_string();
+    let found = expand_files(&[p("*.yml"), p("c.yaml")]).unwrap();
+    let names: Vec<String> = found.iter().map(|f| f.file_name().unwrap().to_string_lossy().into()).collect();
+    assert_eq!(names, ["a.yml", "b.yml", "c.yaml"]);
+    assert!(expand_files(&[p("*.json")]).unwrap_err().message.contains("matches no file"));
+    assert!(wildcard("rules-*-east.yml", "rules-his-east.yml"));
+    assert!(!wildcard("rules-*-east.yml", "rules-his-west.yml"));
+}
+
+#[test]
+fn the_shipped_example_rule_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rules/example.yml");
+    let groups = load_file(&path, DEFAULT_INTERVAL).unwrap();
+    assert_eq!(groups.iter().map(|g| g.rules.len()).sum::<usize>(), 5);
+}
