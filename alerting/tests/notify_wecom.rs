@@ -90,6 +90,37 @@ async fn robot_markdown_over_4096_bytes_is_split_on_lines() {
     assert_eq!(mention.body["text"]["mentioned_mobile_list"], serde_json::json!(["13800000000"]));
 }
 
+/// The second piece is refused once (errcode -1, busy): the retry resumes there, so the
+/// group never sees the first piece twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robot_retry_resumes_after_the_accepted_pieces() {
+    let fake = fake::start().await;
+    fake.state.robot_busy_at.store(2, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&wecom_config(&fake.url(), dir.path()));
+    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let alerts: Vec<_> = (0..60)
+        .map(|i| {
+            alert(&format!("Mem{i:02}"), "critical", &format!("his-app-{i:02}-内存使用率持续过高"), AlertState::Firing)
+        })
+        .collect();
+    run.outbox.enqueue(&notification("parts", "robot", NotificationStatus::Firing, alerts)).unwrap();
+    wait_until("robot delivery", || {
+        run.records().iter().any(|d| d.outcome == tingzhen_alerting::outbox::DeliveryState::Sent)
+    })
+    .await;
+    let records = run.records();
+    run.stop().await;
+    fake.state.assert_clean();
+    assert_eq!(records[0].attempts, 2, "{records:#?}");
+    let got = fake.state.of("robot");
+    let markdown: Vec<&str> = got.iter().filter_map(|r| r.body["markdown"]["content"].as_str()).collect();
+    assert!(markdown.len() >= 2, "needs several pieces");
+    let unique: std::collections::HashSet<&str> = markdown.iter().copied().collect();
+    assert_eq!(unique.len(), markdown.len(), "a piece was sent twice");
+    assert_eq!(got.iter().filter(|r| r.body["msgtype"] == "text").count(), 1, "one mention message");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_message_token_is_cached_and_refreshed_after_expiry() {
     let fake = fake::start().await;

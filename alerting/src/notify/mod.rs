@@ -20,6 +20,7 @@ use crate::model::Notification;
 use crate::templates::Templates;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Why a send did not go through. The outbox retries `Transient` with backoff and gives up on
 /// `Permanent` at once (the fallback chain takes over).
@@ -49,6 +50,26 @@ pub struct Message<'a> {
     pub language: Language,
     pub templates: &'a Templates,
     pub dedup_id: &'a str,
+    /// Parts of a multi-part send (robot message pieces, per-phone gateway requests) the
+    /// provider already accepted in earlier attempts. A notifier skips that many and counts
+    /// up as each further part is accepted, so a retry never repeats an accepted part.
+    pub parts_done: &'a AtomicU32,
+}
+
+impl Message<'_> {
+    /// Runs `send` for each part not yet accepted, recording progress as parts go through.
+    pub fn for_each_part<T>(
+        &self,
+        parts: &[T],
+        mut send: impl FnMut(&T) -> Result<(), NotifyError>,
+    ) -> Result<(), NotifyError> {
+        let done = self.parts_done.load(Ordering::SeqCst) as usize;
+        for (i, part) in parts.iter().enumerate().skip(done) {
+            send(part)?;
+            self.parts_done.store(i as u32 + 1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
 }
 
 pub trait Notifier: Send + Sync {

@@ -67,10 +67,11 @@ impl Notifier for HttpSmsChannel {
             t.render_str("http_sms.body", &self.sms.body, ctx).map_err(|e| NotifyError::Permanent(e.to_string()))
         };
         if self.sms.per_phone {
-            for p in &self.phones {
+            // One request per number; numbers already accepted are not texted again on retry.
+            msg.for_each_part(&self.phones, |p| {
                 ctx["phone"] = json!(p);
-                self.sms.post(&render(&ctx)?)?;
-            }
+                self.sms.post(&render(&ctx)?)
+            })?;
         } else {
             self.sms.post(&render(&ctx)?)?;
         }

@@ -113,7 +113,8 @@ impl Notifier for AppChannel {
             .map_err(|e| NotifyError::Permanent(e.to_string()))?;
         let mut ids = Vec::new();
         let mut invalid = Vec::new();
-        for part in split_utf8_lines(&text, APP_MARKDOWN_MAX_BYTES) {
+        let parts = split_utf8_lines(&text, APP_MARKDOWN_MAX_BYTES);
+        msg.for_each_part(&parts, |part| {
             let mut body = json!({
                 "msgtype": "markdown",
                 "agentid": self.client.agent_id,
@@ -136,7 +137,8 @@ impl Notifier for AppChannel {
                     invalid.push(format!("{k}={s}"));
                 }
             }
-        }
+            Ok(())
+        })?;
         let mut receipt = format!("msgid {}", ids.join(","));
         if !invalid.is_empty() {
             receipt.push_str(&format!(" ({})", invalid.join(" ")));

@@ -60,10 +60,11 @@ impl Notifier for RobotChannel {
             .templates
             .render(TemplateKind::Markdown, msg.notification, msg.language)
             .map_err(|e| NotifyError::Permanent(e.to_string()))?;
-        let parts = split_utf8_lines(&text, MARKDOWN_MAX_BYTES);
-        for part in &parts {
-            self.robot.post(&json!({"msgtype": "markdown", "markdown": {"content": part}}))?;
-        }
+        let mut bodies: Vec<Value> = split_utf8_lines(&text, MARKDOWN_MAX_BYTES)
+            .into_iter()
+            .map(|part| json!({"msgtype": "markdown", "markdown": {"content": part}}))
+            .collect();
+        let markdown_parts = bodies.len();
         if !self.mention_mobiles.is_empty() {
             let ctx = msg.templates.context(msg.notification, msg.language);
             let line = msg
@@ -71,12 +72,14 @@ impl Notifier for RobotChannel {
                 .render_kind(TemplateKind::Sms, msg.language, &ctx)
                 .map_err(|e| NotifyError::Permanent(e.to_string()))?;
             let content = split_utf8_lines(&line, 2048).into_iter().next().unwrap_or_default();
-            self.robot.post(&json!({
+            bodies.push(json!({
                 "msgtype": "text",
                 "text": {"content": content, "mentioned_mobile_list": self.mention_mobiles},
-            }))?;
+            }));
         }
-        Ok(Receipt(format!("{} markdown part(s)", parts.len())))
+        // The robot cannot deduplicate, so each accepted piece is remembered across retries.
+        msg.for_each_part(&bodies, |b| self.robot.post(b).map(|_| ()))?;
+        Ok(Receipt(format!("{markdown_parts} markdown part(s)")))
     }
 }
 

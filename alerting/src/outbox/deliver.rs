@@ -7,6 +7,7 @@ use super::{Outbox, dedup_id, now_ms};
 use crate::model::Notification;
 use crate::notify::{Message, NotifyError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -87,6 +88,7 @@ impl Outbox {
 
     async fn attempt(self: &Arc<Self>, row: Claimed) {
         let receiver = self.receivers.get(&row.receiver);
+        let parts = Arc::new(AtomicU32::new(row.parts_done));
         let channel = receiver.and_then(|r| r.channel(&row.channel)).cloned();
         let result = match (receiver, channel) {
             (Some(r), Some(ch)) => match serde_json::from_str::<Notification>(&row.payload_json) {
@@ -94,12 +96,14 @@ impl Outbox {
                     let templates = self.templates.clone();
                     let language = r.language;
                     let dedup = dedup_id(&row.idempotency_key, &row.receiver, &row.channel);
+                    let progress = parts.clone();
                     tokio::task::spawn_blocking(move || {
                         ch.notifier.send(&Message {
                             notification: &n,
                             language,
                             templates: &templates,
                             dedup_id: &dedup,
+                            parts_done: &progress,
                         })
                     })
                     .await
@@ -122,7 +126,8 @@ impl Outbox {
                 let retry_at = (!e.is_permanent() && row.attempts < self.retry.max_attempts)
                     .then(|| now + self.retry.backoff(row.attempts).as_millis() as i64);
                 let fallback = |i: usize| receiver.and_then(|r| r.fallback.get(i)).map(|c| (c.name.clone(), c.kind));
-                match store::record_failure(&self.db, row.delivery_id, &e.to_string(), retry_at, now, &fallback) {
+                let done = parts.load(Ordering::SeqCst);
+                match store::record_failure(&self.db, row.delivery_id, done, &e.to_string(), retry_at, now, &fallback) {
                     Ok(queued) => {
                         if retry_at.is_some() {
                             tracing::warn!(receiver = %row.receiver, channel = %row.channel, attempt = row.attempts,

@@ -10,7 +10,8 @@
 //! keeps the same Message-ID, WeChat Work app messages use the server's duplicate check,
 //! webhooks carry an `Idempotency-Key` header, Tencent SMS a `SessionContext` and Aliyun an
 //! `OutId` equal to that id. The robot webhook and the SMS gateways cannot deduplicate, so
-//! there a crash in that window can repeat one message.
+//! there a crash in that window can repeat one message. Multi-part sends store how many parts
+//! were accepted, so an ordinary retry resumes after them.
 
 mod api;
 mod deliver;

@@ -55,6 +55,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX outbox_attempts_delivery ON outbox_attempts(delivery_id);",
+    // 2: parts of a multi-part send already accepted (robot pieces, per-phone requests)
+    "ALTER TABLE outbox_deliveries ADD COLUMN parts_done INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A delivery taken for sending.
@@ -65,6 +67,7 @@ pub(crate) struct Claimed {
     pub channel: String,
     pub idempotency_key: String,
     pub attempts: u32,
+    pub parts_done: u32,
     pub payload_json: String,
 }
 
@@ -126,7 +129,7 @@ pub(crate) fn claim_due(db: &Db, now: i64, limit: usize) -> Result<Vec<Claimed>,
         let tx = c.transaction()?;
         let rows = {
             let mut st = tx.prepare(
-                "SELECT d.id, n.receiver, d.channel, n.idempotency_key, d.attempts, n.payload_json
+                "SELECT d.id, n.receiver, d.channel, n.idempotency_key, d.attempts, n.payload_json, d.parts_done
                  FROM outbox_deliveries d JOIN outbox_notifications n ON n.id = d.notification_id
                  WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1
                  ORDER BY d.next_attempt_ms, d.id LIMIT ?2",
@@ -139,6 +142,7 @@ pub(crate) fn claim_due(db: &Db, now: i64, limit: usize) -> Result<Vec<Claimed>,
                     idempotency_key: r.get(3)?,
                     attempts: r.get::<_, u32>(4)? + 1,
                     payload_json: r.get(5)?,
+                    parts_done: r.get(6)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?
@@ -211,6 +215,7 @@ pub(crate) fn record_success(db: &Db, id: i64, receipt: &str, now: i64) -> Resul
 pub(crate) fn record_failure(
     db: &Db,
     id: i64,
+    parts_done: u32,
     error: &str,
     retry_at: Option<i64>,
     now: i64,
@@ -219,6 +224,7 @@ pub(crate) fn record_failure(
     db.with_conn(|c| {
         let tx = c.transaction()?;
         log_attempt(&tx, id, now, false, error)?;
+        tx.execute("UPDATE outbox_deliveries SET parts_done = ?2 WHERE id = ?1", params![id, parts_done])?;
         let mut queued = None;
         if let Some(at) = retry_at {
             tx.execute(

@@ -51,6 +51,9 @@ pub struct FakeState {
     /// Milliseconds to wait before answering a webhook.
     pub webhook_delay_ms: AtomicU64,
     pub gettoken_calls: AtomicUsize,
+    /// Answer the robot request with this 1-based number with errcode -1 (system busy).
+    pub robot_busy_at: AtomicUsize,
+    robot_requests: AtomicUsize,
     pub tokens_issued: AtomicUsize,
     valid_token: Mutex<Option<String>>,
     nonces: Mutex<HashSet<String>>,
@@ -146,6 +149,10 @@ fn record(st: &FakeState, route: &'static str, h: &HeaderMap, query: BTreeMap<St
 
 async fn robot(State(st): State<Arc<FakeState>>, RawQuery(q): RawQuery, h: HeaderMap, body: Bytes) -> Response {
     let query = parse_query(&q.unwrap_or_default());
+    let n = st.robot_requests.fetch_add(1, Ordering::SeqCst) + 1;
+    if n == st.robot_busy_at.load(Ordering::SeqCst) {
+        return axum::Json(json!({"errcode": -1, "errmsg": "system busy"})).into_response();
+    }
     if query.get("key").map(String::as_str) != Some(ROBOT_KEY) {
         return (StatusCode::OK, axum::Json(json!({"errcode": 93000, "errmsg": "invalid webhook url"})))
             .into_response();
