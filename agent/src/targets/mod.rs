@@ -11,6 +11,7 @@ pub mod config;
 pub mod mysql;
 pub mod postgres;
 mod postgres_sql;
+pub mod redis;
 mod runner;
 mod sql;
 mod state;
@@ -81,6 +82,7 @@ pub fn collector_for(cfg: &TargetConfig) -> Box<dyn Collect> {
     match cfg.kind {
         TargetKind::Postgres => Box::new(postgres::Postgres::new(cfg)),
         TargetKind::Mysql => Box::new(mysql::Mysql::new(cfg)),
+        TargetKind::Redis => Box::new(redis::Redis::new(cfg)),
         _ => Box::new(Unsupported(cfg.kind)),
     }
 }
