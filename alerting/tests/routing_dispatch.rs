@@ -411,3 +411,43 @@ fn routing_bad_configs_name_the_field() {
         assert!(e.contains(want), "config {text:?}: error {e:?} should mention {want:?}");
     }
 }
+
+#[test]
+fn routing_resolution_of_a_paged_alert_is_sent_even_if_silenced_meanwhile() {
+    let d = open(SILENCE);
+    let t0 = at("2025-03-04 10:00");
+    let a = [("alertname", "PgDown"), ("host", "his-db1")];
+    assert_eq!(d.process(&[firing(&a, t0)], t0).len(), 1);
+    d.create_silence(
+        &SilenceSpec { duration: Some("2h".parse().unwrap()), ..spec(&[r#"alertname="PgDown""#]) },
+        t0 + MIN,
+    )
+    .unwrap();
+    assert!(run_until(&d, t0 + 30 * MIN).is_empty());
+    // Another alert joins the group and is announced while PgDown is silenced …
+    let b = [("alertname", "PgSlow"), ("host", "his-db1")];
+    let mut sent = d.process(&[firing(&b, t0 + 31 * MIN)], t0 + 31 * MIN);
+    sent.extend(run_until(&d, t0 + 40 * MIN).into_iter().map(|(_, n)| n));
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].alerts.len(), 1, "the silenced alert is not repeated");
+    // … and when PgDown resolves, the receiver who was paged for it still hears so.
+    let mut sent = d.process(&[resolved(&a, t0 + 41 * MIN)], t0 + 41 * MIN);
+    sent.extend(run_until(&d, t0 + 50 * MIN).into_iter().map(|(_, n)| n));
+    assert_eq!(sent.len(), 1);
+    let mut got: Vec<String> = sent[0].alerts.iter().map(|x| format!("{}:{}", x.name(), x.state.as_str())).collect();
+    got.sort();
+    assert_eq!(got, vec!["PgDown:resolved", "PgSlow:firing"]);
+}
+
+#[test]
+fn routing_reconfigure_reroutes_alerts_of_removed_routes() {
+    let d = open(TREE);
+    let t = at("2025-03-04 10:00");
+    let a = [("alertname", "A"), ("campus", "east")];
+    assert_eq!(d.process(&[firing(&a, t)], t)[0].receiver, "east-wechat");
+    d.reconfigure(&config("[route]\nreceiver = \"everyone\"\ngroup_wait = \"0s\"")).unwrap();
+    let sent = d.tick(t + MIN);
+    assert_eq!(sent.len(), 1, "the firing alert is announced on its new route");
+    assert_eq!(sent[0].receiver, "everyone");
+    assert!(d.reconfigure(&config("[route]\nreceiver = \"\"")).is_err());
+}

@@ -57,3 +57,15 @@ fn routing_docs_example_routes_as_described() {
     assert_eq!(email.len(), 1);
     assert_eq!(email[0].0, at("2025-03-04 13:30"));
 }
+
+#[test]
+fn routing_deploy_example_section_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tingzhen.example.toml");
+    let value: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cfg: RoutingConfig = value["alerting"]["routing"].clone().try_into().unwrap();
+    let d = Dispatcher::open(&cfg, Arc::new(Db::open_in_memory().unwrap())).unwrap();
+    let mut receivers = d.receivers_referenced();
+    receivers.sort();
+    assert_eq!(receivers, vec!["dba", "infra-oncall"], "only receivers the example's notify section defines");
+    assert!(!d.calendar_day("2026-10-28").unwrap().workday);
+}

@@ -160,15 +160,48 @@ impl Inner {
     /// groups that changed (for persistence).
     fn evaluate(&mut self, now_ms: i64, dirty: &mut BTreeSet<String>) -> Vec<Notification> {
         self.last_now_ms = self.last_now_ms.max(now_ms);
+        let mut orphans = Vec::new();
+        let mut out = self.evaluate_groups(now_ms, dirty, &mut orphans);
+        if !orphans.is_empty() {
+            for a in &orphans {
+                self.insert_firing(a, now_ms, dirty);
+            }
+            let mut none = Vec::new();
+            out.extend(self.evaluate_groups(now_ms, dirty, &mut none));
+        }
+        out
+    }
+
+    /// Puts a firing alert into the group of every route that takes it.
+    fn insert_firing(&mut self, a: &Alert, now_ms: i64, dirty: &mut BTreeSet<String>) {
+        let fp = a.fingerprint();
+        let routes: Vec<Route> = self.compiled.root.match_labels(&a.labels).into_iter().cloned().collect();
+        for route in routes {
+            let gl = route.group_labels(&a.labels);
+            let key = route.group_key(&gl);
+            let g = self.groups.entry(key.clone()).or_insert_with(|| Group::new(&route, key.clone(), gl, now_ms));
+            g.alerts.insert(fp.clone(), a.clone());
+            dirty.insert(key);
+        }
+    }
+
+    fn evaluate_groups(
+        &mut self,
+        now_ms: i64,
+        dirty: &mut BTreeSet<String>,
+        orphans: &mut Vec<Alert>,
+    ) -> Vec<Notification> {
         let firing = self.firing();
         let mut out = Vec::new();
         let keys: Vec<String> = self.groups.keys().cloned().collect();
         for key in keys {
             let Some(mut g) = self.groups.remove(&key) else { continue };
             let Some(route) = self.compiled.root.find(&g.route_key).cloned() else {
-                // The configuration no longer has this route: its group cannot be routed.
-                tracing::warn!(group = %key, "dropping routing group whose route is no longer configured");
+                // The configuration no longer has this route: its firing alerts are routed
+                // afresh (new groups announce them), so nothing firing is forgotten.
+                tracing::warn!(group = %key, "re-routing the alerts of a group whose route is no longer configured");
                 dirty.insert(key);
+                orphans.extend(g.alerts.into_values().filter(|a| a.state == AlertState::Firing));
                 continue;
             };
             let muted: BTreeSet<String> = g
@@ -343,19 +376,7 @@ impl Dispatcher {
         for a in alerts {
             let fp = a.fingerprint();
             match a.state {
-                AlertState::Firing => {
-                    let routes: Vec<Route> = inner.compiled.root.match_labels(&a.labels).into_iter().cloned().collect();
-                    for route in routes {
-                        let gl = route.group_labels(&a.labels);
-                        let key = route.group_key(&gl);
-                        let g = inner
-                            .groups
-                            .entry(key.clone())
-                            .or_insert_with(|| Group::new(&route, key.clone(), gl, now_ms));
-                        g.alerts.insert(fp.clone(), a.clone());
-                        dirty.insert(key);
-                    }
-                }
+                AlertState::Firing => inner.insert_firing(a, now_ms, &mut dirty),
                 AlertState::Resolved => {
                     for (key, g) in inner.groups.iter_mut() {
                         if let Some(existing) = g.alerts.get_mut(&fp) {

@@ -203,7 +203,20 @@ impl Group {
             self.esc_level = 0;
             self.esc_reached = 0;
         }
+        // Announced alerts that are muted now but still firing stay "announced": the receiver
+        // was told they fire, so it must hear when they resolve (Alertmanager forgets them).
+        let still_muted: Vec<String> = self
+            .notified
+            .iter()
+            .filter(|(fp, st)| {
+                **st == AlertState::Firing
+                    && self.muted.contains(*fp)
+                    && self.alerts.get(*fp).is_some_and(|a| a.state == AlertState::Firing)
+            })
+            .map(|(fp, _)| fp.clone())
+            .collect();
         self.notified = firing.iter().map(|a| (a.fingerprint(), AlertState::Firing)).collect();
+        self.notified.extend(still_muted.into_iter().map(|fp| (fp, AlertState::Firing)));
         for a in &firing {
             self.first_announced_ms.entry(a.fingerprint()).or_insert(now_ms);
         }
