@@ -5,34 +5,8 @@
 mod notify_common;
 
 use notify_common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tingzhen_alerting::outbox::DeliveryState;
-
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(dir: &Path) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.distinguished_name.push(DnType::CommonName, "hospital intranet test CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "mail relay");
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-    let p = Pki { ca: dir.join("ca.pem"), cert: dir.join("smtp.pem"), key: dir.join("smtp.key") };
-    std::fs::write(&p.ca, ca_cert.pem()).unwrap();
-    std::fs::write(&p.cert, leaf_cert.pem()).unwrap();
-    std::fs::write(&p.key, leaf_key.serialize_pem()).unwrap();
-    p
-}
 
 fn tls_config(port: u16, security: &str, ca: Option<&Path>) -> String {
     let ca_line = ca.map(|p| format!("ca_file = \"{}\"\n", p.display())).unwrap_or_default();
