@@ -425,7 +425,11 @@ impl Alerting {
         }
     }
 
-    fn resume(&self) -> Result<(), AlertingError> {
+    /// What `run` does first: hand routing every alert it may have missed at the last stop,
+    /// re-offer routing's recent notifications to the outbox (it drops the ones it has),
+    /// resolve alerts of rules that no longer exist and start the group tasks. Needs a tokio
+    /// runtime; blocking.
+    pub fn resume(&self) -> Result<(), AlertingError> {
         self.route(self.state.undelivered());
         if let (Some(d), Some(o)) = (&self.dispatcher, &self.outbox) {
             let again = d.replay(self.now_ms())?;
