@@ -100,3 +100,28 @@ async fn delivery_in_flight_at_a_crash_is_resent_with_the_same_key() {
     assert_eq!(records.len(), 1, "one delivery row per notification and channel");
     assert_eq!(records[0].attempts, 2, "the crashed attempt counts");
 }
+
+/// A receiver removed from the config while its notification waits: the delivery ends as a
+/// dead letter saying why, never silently dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_delivery_of_a_removed_receiver_becomes_a_dead_letter() {
+    let fake = fake::start().await;
+    fake.state.webhook_broken.store(1, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("tz.db");
+    let cfg = config(&hook_config(&fake.url(), dir.path()));
+    let run = Running::start(&cfg, open_db(&db_path));
+    run.outbox.enqueue(&firing("gone", "hook")).unwrap();
+    wait_until("a failed attempt", || {
+        run.records().iter().any(|d| d.attempts >= 1 && d.outcome == DeliveryState::Pending)
+    })
+    .await;
+    run.stop().await;
+
+    let other = config(&hook_config(&fake.url(), dir.path()).replace("name = \"hook\"", "name = \"other\""));
+    let run = Running::start(&other, open_db(&db_path));
+    wait_until("dead letter", || run.records().iter().all(|d| d.outcome == DeliveryState::Dead)).await;
+    let r = run.records();
+    run.stop().await;
+    assert!(r[0].last_error.as_deref().unwrap().contains("no longer configured"), "{r:#?}");
+}
