@@ -10,6 +10,7 @@ declare -A PEERS=(
   [/usr/bin/promtool]=prometheus
   [/usr/bin/prometheus-node-exporter]=prometheus-node-exporter
   [/usr/bin/victoria-metrics]=victoria-metrics
+  [/usr/bin/aiosmtpd]=python3-aiosmtpd
 )
 missing=()
 for bin in "${!PEERS[@]}"; do
