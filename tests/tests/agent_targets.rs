@@ -66,6 +66,25 @@ fn sample(page: &str, name: &str, target: &str, extra: &[(&str, &str)]) -> Optio
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Log lines without terminal colour codes.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ … final letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn secret_file(agent_dir: &std::path::Path, name: &str, value: &str) -> String {
     let p = agent_dir.join(name);
     std::fs::write(&p, format!("{value}\n")).unwrap();
@@ -229,6 +248,117 @@ interval = "1s"
     // …while the healthy target kept flowing and the agent did not crash.
     agent.proc_mut().assert_running();
     assert_eq!(sample(&agent.scrape(), "pg_up", "his-pg", &[]), Some(1.0));
-    let logs = agent.proc_mut().logs();
+    let logs = strip_ansi(&agent.proc_mut().logs());
     assert!(logs.contains("authentication failed"), "the log names the reason");
+}
+
+#[test]
+fn mariadb_and_redis_targets_with_closed_ports_and_wrong_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = secret_file(dir.path(), "wrong.pass", "definitely-wrong");
+    let (closed_my, closed_redis) = (ports::free_port(), ports::free_port());
+    let toml = format!(
+        r#"
+[[targets]]
+name = "lis-mysql"
+type = "mysql"
+address = "127.0.0.1:3306"
+database = "test"
+system = "LIS"
+interval = "1s"
+
+[[targets]]
+name = "mysql-closed"
+type = "mysql"
+address = "127.0.0.1:{closed_my}"
+interval = "1s"
+
+[[targets]]
+name = "mysql-badauth"
+type = "mysql"
+address = "127.0.0.1:3306"
+username = "tz_no_such_user"
+password = {{ file = "{pass}" }}
+interval = "1s"
+
+[[targets]]
+name = "his-redis"
+type = "redis"
+address = "127.0.0.1:6379"
+system = "HIS"
+interval = "1s"
+
+[[targets]]
+name = "redis-closed"
+type = "redis"
+address = "127.0.0.1:{closed_redis}"
+interval = "1s"
+
+[[targets]]
+name = "redis-badauth"
+type = "redis"
+address = "127.0.0.1:6379"
+password = {{ file = "{pass}" }}
+interval = "1s"
+"#
+    );
+    let mut agent =
+        Agent::start(AgentOpts { interval: Some("1s".into()), config_toml: Some(toml), ..Default::default() });
+    let page = wait::until_60s("mysql and redis targets on /metrics", |last| {
+        let p = agent.scrape();
+        let got = [
+            sample(&p, "mysql_up", "lis-mysql", &[]),
+            sample(&p, "mysql_up", "mysql-closed", &[]),
+            sample(&p, "mysql_up", "mysql-badauth", &[]),
+            sample(&p, "redis_up", "his-redis", &[]),
+            sample(&p, "redis_up", "redis-closed", &[]),
+            sample(&p, "redis_up", "redis-badauth", &[]),
+        ];
+        *last = format!("{got:?}");
+        (got == [Some(1.0), Some(0.0), Some(0.0), Some(1.0), Some(0.0), Some(0.0)]).then_some(p)
+    });
+    // Plausible MariaDB figures.
+    let max_conn = sample(&page, "mysql_global_variables_max_connections", "lis-mysql", &[]).unwrap();
+    let connected = sample(&page, "mysql_global_status_threads_connected", "lis-mysql", &[]).unwrap();
+    assert!(connected >= 1.0 && connected <= max_conn, "threads_connected {connected} of {max_conn}");
+    assert!(sample(&page, "mysql_global_status_uptime", "lis-mysql", &[]).unwrap() > 0.0);
+    assert!(sample(&page, "mysql_global_status_queries", "lis-mysql", &[]).unwrap() >= 1.0);
+    assert!(sample(&page, "mysql_global_variables_innodb_buffer_pool_size", "lis-mysql", &[]).unwrap() > 0.0);
+    let pages = sample(&page, "mysql_global_status_buffer_pool_pages_total", "lis-mysql", &[]).unwrap();
+    assert!(pages > 0.0, "buffer pool pages {pages}");
+    assert!(page.contains("mysql_version_info{") && page.contains("MariaDB"));
+    // Plausible Redis figures.
+    assert!(sample(&page, "redis_memory_used_bytes", "his-redis", &[]).unwrap() > 100_000.0);
+    assert!(sample(&page, "redis_connected_clients", "his-redis", &[]).unwrap() >= 1.0);
+    assert!(sample(&page, "redis_commands_processed_total", "his-redis", &[]).unwrap() >= 1.0);
+    assert!(sample(&page, "redis_uptime_in_seconds", "his-redis", &[]).unwrap() > 0.0);
+    assert!(page.contains("redis_instance_info{") && page.contains("redis_version="));
+
+    // The healthy ones keep flowing: their counters move between scrapes while three
+    // neighbours fail every tick.
+    let q0 = sample(&page, "mysql_global_status_queries", "lis-mysql", &[]).unwrap();
+    let c0 = sample(&page, "redis_commands_processed_total", "his-redis", &[]).unwrap();
+    wait::until_60s("healthy targets collected again", |last| {
+        let p = agent.scrape();
+        let q = sample(&p, "mysql_global_status_queries", "lis-mysql", &[])?;
+        let c = sample(&p, "redis_commands_processed_total", "his-redis", &[])?;
+        *last = format!("queries {q0} → {q}, redis commands {c0} → {c}");
+        (q > q0 && c > c0).then_some(())
+    });
+
+    agent.proc_mut().assert_running();
+    let logs = strip_ansi(&agent.proc_mut().logs());
+    let reason = |name: &str| {
+        logs.lines()
+            .find(|l| l.contains("target collection failed") && l.contains(&format!("target_name={name}")))
+            .unwrap_or_else(|| panic!("no failure log line for {name}:\n{logs}"))
+            .to_string()
+    };
+    let my = reason("mysql-badauth");
+    assert!(my.contains("authentication failed") && my.contains("Access denied"), "{my}");
+    let rd = reason("redis-badauth");
+    assert!(rd.contains("authentication failed"), "{rd}");
+    let closed = reason("redis-closed");
+    assert!(closed.contains("cannot connect") && closed.contains(&closed_redis.to_string()), "{closed}");
+    assert!(!logs.contains("definitely-wrong"), "a password reached the log");
 }
