@@ -12,6 +12,7 @@ mod config;
 mod dispatcher;
 mod group;
 mod inhibit;
+mod manage;
 mod matchers;
 mod silence;
 mod store;
