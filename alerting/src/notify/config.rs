@@ -346,7 +346,8 @@ pub struct TencentSmsConfig {
     /// `["{{title}}", "{{status_name}}", "{{time}}"]`.
     #[serde(default)]
     pub template_params: Vec<String>,
-    /// Characters per variable value; set it to what your approved template allows.
+    /// Characters per variable value. Tencent documents 6 or 12 depending on page and account
+    /// type (none for some enterprise accounts); set it to what your approved template allows.
     #[serde(default = "tencent_max_chars")]
     pub max_param_chars: usize,
     #[serde(default = "tencent_endpoint")]
