@@ -154,6 +154,27 @@ async fn app_message_token_is_cached_and_refreshed_after_expiry() {
     assert_eq!(recs, 3);
 }
 
+/// A token is fetched again when its announced lifetime (less the early-refresh margin) has
+/// passed, before the server has to refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_token_is_refreshed_when_its_lifetime_ends() {
+    let fake = fake::start().await;
+    fake.state.token_ttl_s.store(301, Ordering::SeqCst); // 1 s after the 300 s margin
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&wecom_config(&fake.url(), dir.path()));
+    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let st = fake.state.clone();
+    run.outbox.enqueue(&firing("t1", "app")).unwrap();
+    wait_until("first app message", || st.of("app").len() == 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    run.outbox.enqueue(&firing("t2", "app")).unwrap();
+    wait_until("second app message", || st.of("app").len() == 2).await;
+    run.stop().await;
+    st.assert_clean();
+    assert_eq!(st.gettoken_calls.load(Ordering::SeqCst), 2);
+    assert_eq!(st.of("app")[1].query["access_token"], "token-2");
+}
+
 fn run_records_sent(msgs: &[fake::Received]) -> usize {
     msgs.iter().filter(|m| m.body["msgtype"] == "markdown").count()
 }

@@ -51,6 +51,8 @@ pub struct FakeState {
     /// Milliseconds to wait before answering a webhook.
     pub webhook_delay_ms: AtomicU64,
     pub gettoken_calls: AtomicUsize,
+    /// `expires_in` of issued tokens (seconds); 0 means the documented 7200.
+    pub token_ttl_s: AtomicU64,
     /// Answer the robot request with this 1-based number with errcode -1 (system busy).
     pub robot_busy_at: AtomicUsize,
     robot_requests: AtomicUsize,
@@ -194,7 +196,11 @@ async fn gettoken(State(st): State<Arc<FakeState>>, RawQuery(q): RawQuery) -> Re
     let n = st.tokens_issued.fetch_add(1, Ordering::SeqCst) + 1;
     let token = format!("token-{n}");
     *st.valid_token.lock() = Some(token.clone());
-    axum::Json(json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200})).into_response()
+    let ttl = match st.token_ttl_s.load(Ordering::SeqCst) {
+        0 => 7200,
+        t => t,
+    };
+    axum::Json(json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": ttl})).into_response()
 }
 
 async fn app_send(State(st): State<Arc<FakeState>>, RawQuery(q): RawQuery, h: HeaderMap, body: Bytes) -> Response {
