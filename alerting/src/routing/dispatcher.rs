@@ -3,7 +3,7 @@
 //! to SQLite (with the notifications it produced) before the notifications are returned.
 
 use super::group::{Gate, Group};
-use super::inhibit::is_inhibited;
+use super::inhibit::InhibitIndex;
 use super::silence::CompiledSilence;
 use super::store::Store;
 use super::tree::{Compiled, Route, compile};
@@ -190,6 +190,7 @@ impl Inner {
         orphans: &mut Vec<Alert>,
     ) -> Vec<Notification> {
         let firing = self.firing();
+        let inhibit = InhibitIndex::build(&self.compiled.inhibit, &firing);
         let mut out = Vec::new();
         let keys: Vec<String> = self.groups.keys().cloned().collect();
         for key in keys {
@@ -206,8 +207,7 @@ impl Inner {
                 .alerts
                 .iter()
                 .filter(|(_, a)| {
-                    a.state == AlertState::Firing
-                        && (self.silenced(&a.labels, now_ms) || is_inhibited(&self.compiled.inhibit, &firing, a))
+                    a.state == AlertState::Firing && (self.silenced(&a.labels, now_ms) || inhibit.inhibits(a))
                 })
                 .map(|(fp, _)| fp.clone())
                 .collect();
@@ -466,6 +466,7 @@ impl Dispatcher {
     pub fn groups(&self, now_ms: i64) -> Vec<GroupView> {
         let inner = self.inner.lock();
         let firing = inner.firing();
+        let inhibit = InhibitIndex::build(&inner.compiled.inhibit, &firing);
         inner
             .groups
             .values()
@@ -480,7 +481,7 @@ impl Dispatcher {
                         state: a.state,
                         starts_at_ms: a.starts_at_ms,
                         silenced: inner.silenced(&a.labels, now_ms),
-                        inhibited: is_inhibited(&inner.compiled.inhibit, &firing, a),
+                        inhibited: inhibit.inhibits(a),
                         acked: g.acked.contains(fp),
                     })
                     .collect();

@@ -5,6 +5,7 @@ use super::RoutingError;
 use super::config::InhibitRuleConfig;
 use super::matchers::{matches_all, parse_all};
 use crate::model::{Alert, AlertState};
+use std::collections::{BTreeSet, HashMap};
 use tingzhen_core::matcher::Matcher;
 
 #[derive(Debug, Clone)]
@@ -29,24 +30,43 @@ impl InhibitRule {
         })
     }
 
-    fn inhibits(&self, source: &Alert, target: &Alert) -> bool {
-        source.state == AlertState::Firing
-            && matches_all(&self.source, &source.labels)
-            && matches_all(&self.target, &target.labels)
-            && self.equal.iter().all(|l| {
-                source.labels.get(l).map(String::as_str).unwrap_or("")
-                    == target.labels.get(l).map(String::as_str).unwrap_or("")
-            })
+    /// The `equal` labels' values (absent = "") — equal tuples mean "same host".
+    fn equal_values<'a>(&self, a: &'a Alert) -> Vec<&'a str> {
+        self.equal.iter().map(|l| a.labels.get(l).map(String::as_str).unwrap_or("")).collect()
     }
 }
 
-/// Whether any firing alert in `firing` inhibits `target` under any rule.
-pub(crate) fn is_inhibited<'a>(
-    rules: &[InhibitRule],
-    firing: impl IntoIterator<Item = &'a Alert> + Clone,
-    target: &Alert,
-) -> bool {
-    rules.iter().any(|r| firing.clone().into_iter().any(|s| s.labels != target.labels && r.inhibits(s, target)))
+/// The firing sources of every rule, indexed by their `equal` label values, so deciding
+/// whether a target is inhibited costs one lookup per rule instead of a scan of all alerts.
+pub(crate) struct InhibitIndex<'a> {
+    rules: &'a [InhibitRule],
+    /// Per rule: `equal` values → fingerprints of the firing sources that have them.
+    sources: Vec<HashMap<Vec<&'a str>, BTreeSet<String>>>,
+}
+
+impl<'a> InhibitIndex<'a> {
+    pub fn build(rules: &'a [InhibitRule], firing: &'a [Alert]) -> Self {
+        let sources = rules
+            .iter()
+            .map(|r| {
+                let mut m: HashMap<Vec<&'a str>, BTreeSet<String>> = HashMap::new();
+                for s in firing.iter().filter(|s| s.state == AlertState::Firing && matches_all(&r.source, &s.labels)) {
+                    m.entry(r.equal_values(s)).or_default().insert(s.fingerprint());
+                }
+                m
+            })
+            .collect();
+        Self { rules, sources }
+    }
+
+    /// Whether some firing alert other than `target` itself inhibits it.
+    pub fn inhibits(&self, target: &Alert) -> bool {
+        let fp = target.fingerprint();
+        self.rules.iter().zip(&self.sources).any(|(r, m)| {
+            matches_all(&r.target, &target.labels)
+                && m.get(&r.equal_values(target)).is_some_and(|fps| fps.iter().any(|f| *f != fp))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -81,11 +101,30 @@ mod tests {
         let svc = alert(&[("alertname", "PgDown"), ("host", "his-db1")], AlertState::Firing);
         let other = alert(&[("alertname", "PgDown"), ("host", "lis-db1")], AlertState::Firing);
         let rules = [rule];
-        assert!(is_inhibited(&rules, [&down], &svc));
-        assert!(!is_inhibited(&rules, [&down], &other));
-        assert!(!is_inhibited(&rules, [&down], &down), "never inhibits itself");
-        let resolved = alert(&[("alertname", "HostDown"), ("host", "his-db1")], AlertState::Resolved);
-        assert!(!is_inhibited(&rules, [&resolved], &svc), "only a firing source inhibits");
+        let firing = [down.clone(), svc.clone(), other.clone()];
+        let idx = InhibitIndex::build(&rules, &firing);
+        assert!(idx.inhibits(&svc));
+        assert!(!idx.inhibits(&other));
+        assert!(!idx.inhibits(&down), "never inhibits itself");
+        let resolved = [alert(&[("alertname", "HostDown"), ("host", "his-db1")], AlertState::Resolved)];
+        assert!(!InhibitIndex::build(&rules, &resolved).inhibits(&svc), "only a firing source inhibits");
+        // A rule whose source and target overlap: one alert cannot mute itself, but a second
+        // alert with the same equal labels mutes it.
+        let both = InhibitRule::compile(
+            &InhibitRuleConfig {
+                source_matchers: vec![r#"severity="critical""#.into()],
+                target_matchers: vec![r#"severity=~"critical|warning""#.into()],
+                equal: vec!["host".into()],
+            },
+            "inhibit_rules[1]",
+        )
+        .unwrap();
+        let c1 = alert(&[("alertname", "A"), ("severity", "critical"), ("host", "h")], AlertState::Firing);
+        let rules = [both];
+        let alone = [c1.clone()];
+        assert!(!InhibitIndex::build(&rules, &alone).inhibits(&c1));
+        let w = alert(&[("alertname", "B"), ("severity", "warning"), ("host", "h")], AlertState::Firing);
+        assert!(InhibitIndex::build(&rules, &alone).inhibits(&w));
     }
 
     #[test]
