@@ -451,3 +451,29 @@ fn routing_reconfigure_reroutes_alerts_of_removed_routes() {
     assert_eq!(sent[0].receiver, "everyone");
     assert!(d.reconfigure(&config("[route]\nreceiver = \"\"")).is_err());
 }
+
+#[test]
+fn routing_silences_acks_and_calendar_edits_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tingzhen.db");
+    let cfg = config(ESCALATION);
+    let t0 = at("2025-03-04 10:00");
+    let a = [("alertname", "HisDown"), ("host", "his-app1")];
+    let silence_id = {
+        let d = Dispatcher::open(&cfg, Arc::new(Db::open(&path).unwrap())).unwrap();
+        let key = d.process(&[firing(&a, t0)], t0)[0].group_key.clone();
+        d.ack(&AckTarget::Group(key), "wang.fang", "", t0 + MIN).unwrap();
+        d.set_calendar_day("2025-03-12", tingzhen_alerting::calendar::DayKind::Holiday, "院庆", "admin", t0).unwrap();
+        d.create_silence(&SilenceSpec { duration: Some("1h".parse().unwrap()), ..spec(&[r#"host="lis-db1""#]) }, t0)
+            .unwrap()
+            .id
+    };
+    let d = Dispatcher::open(&cfg, Arc::new(Db::open(&path).unwrap())).unwrap();
+    assert!(!d.calendar_day("2025-03-12").unwrap().workday);
+    assert_eq!(d.silence(&silence_id, t0 + MIN).unwrap().0.created_by, "li.na");
+    assert_eq!(d.acks_between(t0, t0 + 2 * MIN).unwrap().len(), 1);
+    // The acknowledgement still holds after the restart: no escalation.
+    assert!(run_until(&d, t0 + 40 * MIN).is_empty());
+    let b = [("alertname", "PgDown"), ("host", "lis-db1")];
+    assert!(d.process(&[firing(&b, t0 + 41 * MIN)], t0 + 41 * MIN).is_empty(), "the silence still mutes");
+}
