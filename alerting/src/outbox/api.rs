@@ -69,15 +69,15 @@ pub fn api_router(outbox: Arc<Outbox>) -> Router {
 async fn list_notifications(State(o): State<Arc<Outbox>>, Query(q): Query<ListQuery>) -> ApiResult {
     let (from, to, limit) = q.range();
     let records = store::records(&o.db, from, to, None, limit)?;
+    // Grouped in order of first appearance (fallback rows come later than their primaries).
     let mut groups: Vec<(i64, Vec<&super::DeliveryRecord>)> = Vec::new();
+    let mut index: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
     for r in &records {
-        match groups.last_mut() {
-            Some((id, v)) if *id == r.notification_id => v.push(r),
-            _ => match groups.iter_mut().find(|(id, _)| *id == r.notification_id) {
-                Some((_, v)) => v.push(r),
-                None => groups.push((r.notification_id, vec![r])),
-            },
-        }
+        let i = *index.entry(r.notification_id).or_insert_with(|| {
+            groups.push((r.notification_id, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(r);
     }
     let out: Vec<_> = groups
         .into_iter()
