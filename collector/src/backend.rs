@@ -194,10 +194,9 @@ mod tests {
             .write(&[series("a", "h1", now), series("a", "h2", now), series("b", "h1", now), series("a", "h3", now)])
             .unwrap();
         assert_eq!(*seen.0.lock(), vec![vec!["a".to_string(), "b".to_string()]]);
-        // A batch the engine refuses whole (a NaN timestamp far below the floor is not needed:
-        // an invalid label set is) must not wake anyone.
-        let bad =
-            TimeSeries::new(Labels::from_pairs([("__name__", "c"), ("bad label", "x")]), vec![Sample::new(now, 1.0)]);
+        // A batch the engine refuses whole (older than the out-of-order window allows) must
+        // not wake anyone.
+        let bad = series("c", "h1", now - 3 * 3_600_000);
         assert!(backend.write(&[bad]).is_err());
         assert_eq!(seen.0.lock().len(), 1);
     }
