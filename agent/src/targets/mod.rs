@@ -9,8 +9,11 @@
 
 pub mod config;
 pub mod mysql;
+pub mod nats;
 pub mod postgres;
 mod postgres_sql;
+pub mod probe;
+pub mod process;
 pub mod redis;
 mod runner;
 mod sql;
@@ -70,6 +73,9 @@ pub struct Ctx<'a> {
     /// Parts that failed while the target itself answered (e.g. pg_stat_statements missing):
     /// logged at debug level and counted, without marking the target down.
     pub partial_errors: Vec<String>,
+    /// The target answered but failed its check (an HTTP probe's status or keyword): it is
+    /// down with this reason, and the metrics gathered (status code, latency) are kept.
+    pub failed: Option<TargetError>,
 }
 
 /// One target kind's collection.
@@ -83,6 +89,10 @@ pub fn collector_for(cfg: &TargetConfig) -> Box<dyn Collect> {
         TargetKind::Postgres => Box::new(postgres::Postgres::new(cfg)),
         TargetKind::Mysql => Box::new(mysql::Mysql::new(cfg)),
         TargetKind::Redis => Box::new(redis::Redis::new(cfg)),
+        TargetKind::Http => Box::new(probe::Http::new(cfg)),
+        TargetKind::Tcp => Box::new(probe::Tcp::new(cfg)),
+        TargetKind::Nats => Box::new(nats::Nats::new(cfg)),
+        TargetKind::Process => Box::new(process::Process::new(cfg)),
         _ => Box::new(Unsupported(cfg.kind)),
     }
 }

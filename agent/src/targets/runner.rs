@@ -87,7 +87,7 @@ fn run(slot: &Slot, ctx: &RunContext) {
             return;
         }
         let ts = now_ms();
-        let mut cx = Ctx { out: Out::new(&slot.base), top_sql: Vec::new(), partial_errors: Vec::new() };
+        let mut cx = Ctx { out: Out::new(&slot.base), top_sql: Vec::new(), partial_errors: Vec::new(), failed: None };
         let attempted = skip == 0;
         let t0 = Instant::now();
         let result = if attempted {
@@ -98,10 +98,14 @@ fn run(slot: &Slot, ctx: &RunContext) {
             Err(last_error.clone().unwrap_or_else(|| TargetError::Probe("backing off".into())))
         };
         let took = t0.elapsed().as_secs_f64();
-        let Ctx { out: full, top_sql, partial_errors } = cx;
-        let up = result.is_ok();
+        let Ctx { out: full, top_sql, partial_errors, failed } = cx;
         // A failed collection keeps nothing of what it gathered before failing: only `up 0`.
-        let mut out = if up { full } else { Out::new(&slot.base) };
+        // A failed check (the target answered) keeps its metrics and is not backed off.
+        let mut out = if result.is_ok() { full } else { Out::new(&slot.base) };
+        if let (Ok(()), Some(f)) = (&result, &failed) {
+            tracing::warn!(target_name = %cfg.name, kind = cfg.kind.as_str(), error = %f, "target check failed");
+        }
+        let up = result.is_ok() && failed.is_none();
         let error = match result {
             Ok(()) => {
                 if fails > 0 {
@@ -112,7 +116,7 @@ fn run(slot: &Slot, ctx: &RunContext) {
                 for e in &partial_errors {
                     tracing::debug!(target_name = %cfg.name, error = %e, "part of a target collection failed");
                 }
-                String::new()
+                failed.map(|f| f.to_string()).unwrap_or_default()
             }
             Err(e) => {
                 if attempted {
@@ -166,9 +170,10 @@ fn run(slot: &Slot, ctx: &RunContext) {
 /// One collection outside the schedule (`tingzhen-agent once`), published to the slot.
 pub fn collect_into(slot: &Slot) {
     let mut collector = collector_for(&slot.config);
-    let mut cx = Ctx { out: Out::new(&slot.base), top_sql: Vec::new(), partial_errors: Vec::new() };
+    let mut cx = Ctx { out: Out::new(&slot.base), top_sql: Vec::new(), partial_errors: Vec::new(), failed: None };
     let result = collector.collect(&mut cx);
     let mut out = if result.is_ok() { cx.out } else { Out::new(&slot.base) };
+    let result = result.and_then(|()| cx.failed.map_or(Ok(()), Err));
     out.gauge(slot.config.kind.up_metric(), &up_help(slot.config.kind), &[], if result.is_ok() { 1.0 } else { 0.0 });
     let (status, error) = match result {
         Ok(()) => (Status::Up, String::new()),
