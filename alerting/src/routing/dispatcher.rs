@@ -250,7 +250,9 @@ impl Inner {
             consider(Some(g.next_flush_ms));
             let esc = g.escalation_due_ms(route);
             consider(esc);
-            if g.hold.is_some() || esc.is_some_and(|t| t <= now) {
+            // Before the first evaluation there is no "now" to plan windows from; the group's
+            // own flush time comes first anyway.
+            if now != i64::MIN && (g.hold.is_some() || esc.is_some_and(|t| t <= now)) {
                 consider(self.gate_change(route, &route.receiver, now));
                 for s in &route.escalation {
                     consider(self.gate_change(route, &s.receiver, now));

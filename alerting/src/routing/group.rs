@@ -188,7 +188,8 @@ impl Group {
     fn announce(&mut self, route: &Route, firing: Vec<Alert>, resolved: Vec<Alert>, now_ms: i64) -> Vec<Notification> {
         self.seq += 1;
         let mut out = Vec::new();
-        let all_resolved = firing.is_empty();
+        // Over only when nothing fires any more, silenced or not.
+        let all_resolved = !self.alerts.values().any(|a| a.state == AlertState::Firing);
         let mut alerts = firing.clone();
         alerts.extend(resolved.iter().cloned());
         out.push(self.notification(&route.receiver, alerts, 0, now_ms));
