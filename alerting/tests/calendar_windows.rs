@@ -154,3 +154,33 @@ fn calendar_api_override_changes_what_a_workday_is() {
     let makeup: Vec<_> = year.iter().filter(|x| x.makeup_workday).map(|x| x.date.as_str()).collect();
     assert_eq!(makeup, vec!["2025-01-26", "2025-02-08", "2025-04-27", "2025-09-28", "2025-10-11"]);
 }
+
+#[test]
+fn calendar_escalation_waits_for_the_receivers_window() {
+    let d = open(
+        r#"
+[route]
+receiver = "oncall-wechat"
+group_wait = "0s"
+repeat_interval = "7d"
+escalation = [{ after = "10m", receiver = "director-sms" }]
+
+[[time_windows]]
+name = "office"
+intervals = [{ days = "workdays", times = ["08:00-18:00"] }]
+
+[[receiver_windows]]
+receiver = "director-sms"
+active_time_windows = ["office"]
+"#,
+    );
+    // Friday 2025-01-24 17:55: the on-call hears at once; the director's step falls due at
+    // 18:05, after office hours, and the next workday is the 调休 Sunday 2025-01-26.
+    let t = at("2025-01-24 17:55");
+    let sent = d.process(&[firing(&[("alertname", "HisDown")], t)], t);
+    assert_eq!(sent.len(), 1);
+    let later = run_until(&d, at("2025-01-27 12:00"));
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert_eq!((later[0].0, later[0].1.receiver.as_str()), (at("2025-01-26 08:00"), "director-sms"));
+    assert_eq!(later[0].1.escalation_level, 1);
+}
