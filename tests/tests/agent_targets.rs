@@ -362,3 +362,133 @@ interval = "1s"
     assert!(closed.contains("cannot connect") && closed.contains(&closed_redis.to_string()), "{closed}");
     assert!(!logs.contains("definitely-wrong"), "a password reached the log");
 }
+
+/// Our own NATS server with JetStream and its monitoring port (`nats-server -m`).
+fn start_nats(dir: &std::path::Path, port: u16, monitor: u16) -> tingzhen_tests::process::Proc {
+    let mut cmd = Command::new("nats-server");
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-m", &monitor.to_string(), "-js", "-sd"])
+        .arg(dir.join("js"));
+    let mut p = tingzhen_tests::process::Proc::spawn("nats-server", cmd, &dir.join("logs"));
+    let url = format!("http://127.0.0.1:{monitor}/varz");
+    wait::until_60s("nats-server monitoring endpoint", |last| {
+        p.assert_running();
+        let r = tingzhen_tests::Http::new().get(&url, None, &[]);
+        *last = format!("{r:?}");
+        r.ok().filter(|r| r.status == 200).map(|_| ())
+    });
+    p
+}
+
+#[test]
+fn nats_http_tcp_and_process_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nats_port, monitor) = (ports::free_port(), ports::free_port());
+    let mut nats = start_nats(dir.path(), nats_port, monitor);
+    let coll = Collector::start_default();
+    let closed = ports::free_port();
+    let base = coll.base_url();
+    let toml = format!(
+        r#"
+[[targets]]
+name = "bus"
+type = "nats"
+address = "127.0.0.1:{monitor}"
+system = "ESB"
+interval = "1s"
+
+[[targets]]
+name = "nats-closed"
+type = "nats"
+address = "http://127.0.0.1:{closed}"
+interval = "1s"
+
+[[targets]]
+name = "portal"
+type = "http"
+address = "{base}/healthz"
+keyword = "ok"
+interval = "1s"
+
+[[targets]]
+name = "portal-missing"
+type = "http"
+address = "{base}/no-such-page"
+interval = "1s"
+
+[[targets]]
+name = "cache-port"
+type = "tcp"
+address = "127.0.0.1:6379"
+interval = "1s"
+
+[[targets]]
+name = "closed-port"
+type = "tcp"
+address = "127.0.0.1:{closed}"
+interval = "1s"
+
+[[targets]]
+name = "nats-proc"
+type = "process"
+address = "nats-server"
+interval = "1s"
+
+[[targets]]
+name = "ghost-proc"
+type = "process"
+address = "tz-no-such-process"
+interval = "1s"
+"#
+    );
+    let mut agent =
+        Agent::start(AgentOpts { interval: Some("1s".into()), config_toml: Some(toml), ..Default::default() });
+    let want = [
+        ("nats_up", "bus", 1.0),
+        ("nats_up", "nats-closed", 0.0),
+        ("probe_success", "portal", 1.0),
+        ("probe_success", "portal-missing", 0.0),
+        ("probe_success", "cache-port", 1.0),
+        ("probe_success", "closed-port", 0.0),
+        ("namedprocess_up", "nats-proc", 1.0),
+        ("namedprocess_up", "ghost-proc", 0.0),
+    ];
+    let page = wait::until_60s("nats, probe and process targets on /metrics", |last| {
+        let p = agent.scrape();
+        let got: Vec<Option<f64>> = want.iter().map(|(m, t, _)| sample(&p, m, t, &[])).collect();
+        *last = format!("{got:?}");
+        want.iter().zip(&got).all(|((_, _, v), g)| *g == Some(*v)).then_some(p)
+    });
+    // NATS: our server, its JetStream and our agent's view of it.
+    assert!(page.contains("gnatsd_varz_info{") && page.contains("server_id="));
+    assert!(sample(&page, "gnatsd_varz_mem", "bus", &[]).unwrap() > 1_000_000.0);
+    assert!(sample(&page, "gnatsd_varz_start_time_seconds", "bus", &[]).unwrap() > 1.0e9);
+    assert!(sample(&page, "jetstream_server_max_storage", "bus", &[]).unwrap() > 0.0, "JetStream is on");
+    // HTTP probe: status and keyword; the missing page keeps its status code as the reason.
+    assert_eq!(sample(&page, "probe_http_status_code", "portal", &[]), Some(200.0));
+    assert_eq!(sample(&page, "probe_failed_due_to_regex", "portal", &[]), Some(0.0));
+    assert_eq!(sample(&page, "probe_http_status_code", "portal-missing", &[]), Some(404.0));
+    assert!(sample(&page, "probe_duration_seconds", "cache-port", &[]).is_some());
+    // Process: our nats-server (and the machine's own, if it runs one) with memory and a start.
+    assert!(sample(&page, "namedprocess_namegroup_num_procs", "nats-proc", &[]).unwrap() >= 1.0);
+    assert!(sample(&page, "namedprocess_namegroup_memory_bytes", "nats-proc", &[]).unwrap() > 1_000_000.0);
+    assert!(sample(&page, "namedprocess_namegroup_oldest_start_time_seconds", "nats-proc", &[]).unwrap() > 1.0e9);
+    assert_eq!(sample(&page, "namedprocess_namegroup_num_procs", "ghost-proc", &[]), Some(0.0));
+
+    // Restart NATS: the process target counts the restart and NATS comes back up.
+    nats.kill9();
+    drop(nats);
+    let _nats = start_nats(dir.path(), nats_port, monitor);
+    wait::until_60s("the nats-server restart counted and nats_up back to 1", |last| {
+        let p = agent.scrape();
+        let r = sample(&p, "namedprocess_namegroup_restarts_total", "nats-proc", &[]);
+        let up = sample(&p, "nats_up", "bus", &[]);
+        *last = format!("restarts {r:?}, nats_up {up:?}");
+        (r.is_some_and(|r| r >= 1.0) && up == Some(1.0)).then_some(())
+    });
+    let logs = strip_ansi(&agent.proc_mut().logs());
+    assert!(
+        logs.lines().any(|l| l.contains("ghost-proc") && l.contains("no process named \"tz-no-such-process\"")),
+        "the reason is logged:\n{logs}"
+    );
+    assert!(logs.lines().any(|l| l.contains("portal-missing") && l.contains("HTTP status 404")), "{logs}");
+}

@@ -86,7 +86,9 @@ impl Collect for Process {
             self.restarts as f64,
         );
         if group.is_empty() {
-            return Err(TargetError::Probe(format!("no process named {:?} is running", self.name)));
+            // Down, but the zero count (and the restart counter) are worth keeping.
+            cx.failed = Some(TargetError::Probe(format!("no process named {:?} is running", self.name)));
+            return Ok(());
         }
         let cpu: u64 = group.iter().map(|p| p.cpu_ticks).sum();
         let rss: u64 = group.iter().map(|p| p.rss_pages).sum();

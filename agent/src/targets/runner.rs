@@ -82,6 +82,7 @@ fn run(slot: &Slot, ctx: &RunContext) {
     let mut fails = 0u32;
     let mut skip = 0u32;
     let mut last_error: Option<TargetError> = None;
+    let mut last_check: Option<String> = None;
     loop {
         if ctx.stop.wait_until(next) {
             return;
@@ -102,8 +103,13 @@ fn run(slot: &Slot, ctx: &RunContext) {
         // A failed collection keeps nothing of what it gathered before failing: only `up 0`.
         // A failed check (the target answered) keeps its metrics and is not backed off.
         let mut out = if result.is_ok() { full } else { Out::new(&slot.base) };
-        if let (Ok(()), Some(f)) = (&result, &failed) {
+        // Logged when the reason changes, not every tick: the check is not backed off.
+        let check = failed.as_ref().filter(|_| result.is_ok()).map(|f| f.to_string());
+        if let Some(f) = check.as_ref().filter(|f| last_check.as_ref() != Some(*f)) {
             tracing::warn!(target_name = %cfg.name, kind = cfg.kind.as_str(), error = %f, "target check failed");
+        }
+        if result.is_ok() {
+            last_check = check;
         }
         let up = result.is_ok() && failed.is_none();
         let error = match result {
