@@ -255,6 +255,54 @@ impl Alerting {
         &self.config
     }
 
+    /// Alerting's self-metrics (served on `/metrics` when it runs alone and on
+    /// `/api/v1/alerting/metrics` always).
+    pub fn families(&self) -> Vec<tingzhen_core::exposition::MetricFamily> {
+        use std::sync::atomic::Ordering::Relaxed;
+        use tingzhen_core::Labels;
+        use tingzhen_core::exposition::MetricFamily;
+        let stats = &self.evaluator().stats;
+        let counter = |name: &str, help: &str, v: u64| MetricFamily::counter(name, help).with(Labels::new(), v as f64);
+        let groups = self.groups();
+        let mut by_state: BTreeMap<&'static str, f64> =
+            ["pending", "firing", "resolved"].into_iter().map(|s| (s, 0.0)).collect();
+        for a in self.state.active() {
+            *by_state.entry(a.state.as_str()).or_default() += 1.0;
+        }
+        let mut alerts = MetricFamily::gauge("tingzhen_alerting_alerts", "Alerts held now, by state.");
+        for (state, n) in by_state {
+            alerts.push(Labels::from_pairs([("state", state)]), n);
+        }
+        let mut out = vec![
+            counter("tingzhen_alerting_rule_evaluations_total", "Rule evaluations.", stats.evaluations.load(Relaxed)),
+            counter(
+                "tingzhen_alerting_rule_evaluation_failures_total",
+                "Rule evaluations that failed (the rule's alerts kept their state).",
+                stats.failures.load(Relaxed),
+            ),
+            counter(
+                "tingzhen_alerting_ingest_wakeups_total",
+                "Group evaluations started because samples of a metric they read arrived.",
+                stats.woken.load(Relaxed),
+            ),
+            MetricFamily::gauge("tingzhen_alerting_rule_groups", "Rule groups loaded.")
+                .with(Labels::new(), groups.len() as f64),
+            MetricFamily::gauge("tingzhen_alerting_rules", "Alerting rules loaded.")
+                .with(Labels::new(), groups.iter().map(|g| g.rules.len()).sum::<usize>() as f64),
+            alerts,
+            MetricFamily::gauge("tingzhen_build_info", "Build information; the value is always 1.")
+                .with(Labels::from_pairs([("version", env!("CARGO_PKG_VERSION")), ("target", "alerting")]), 1.0),
+        ];
+        if let Some(d) = &self.dispatcher {
+            out.push(counter(
+                "tingzhen_alerting_routing_store_failures_total",
+                "Failed saves of routing state (retried with the next change).",
+                d.store_failures(),
+            ));
+        }
+        out
+    }
+
     /// Every group: files first, then API groups, each sorted by name.
     pub fn groups(&self) -> Vec<Arc<RuleGroup>> {
         let mut v = self.file_groups.clone();

@@ -196,6 +196,11 @@ async fn intake_reaches_the_outbox_once_and_summaries_count_it() {
     assert_eq!(deliveries(&r), ["firing"]);
     let (_, alerts) = call(&r, "GET", "/api/v1/alerting/alerts?state=firing", Some(&r.reader), None).await;
     assert_eq!(alerts["data"]["alerts"][0]["source"]["kind"], "external");
+    let req = Request::get("/api/v1/alerting/metrics").header("authorization", format!("Bearer {}", r.reader));
+    let resp =
+        tingzhen_alerting::api::router(r.alerting.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("tingzhen_alerting_alerts{state=\"firing\"} 1"), "{text}");
     let (status, _) = call(&r, "POST", "/api/v2/alerts", Some(&r.pusher), json_body(json!([{"labels": {}}]))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 

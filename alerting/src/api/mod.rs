@@ -32,6 +32,23 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const INTAKE_PATH: &str = "/api/v2/alerts";
 
 pub fn router(state: AppState) -> Router {
+    build(state, false)
+}
+
+/// `router` plus health probes, `/metrics` and a JSON 404, for an alerting process of its own.
+pub fn standalone_router(state: AppState) -> Router {
+    build(state, true)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = tingzhen_core::exposition::render(&state.families());
+    ([(axum::http::header::CONTENT_TYPE, tingzhen_core::exposition::CONTENT_TYPE)], body).into_response()
+}
+
+fn build(state: AppState, standalone: bool) -> Router {
     let mut api = Router::new()
         .route("/api/v1/alerting/rules", get(rules::list).post(rules::create))
         .route("/api/v1/alerting/rules/{group}", get(rules::get_one).put(rules::replace).delete(rules::delete))
@@ -40,7 +57,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerting/history", get(alerts::history))
         .route("/api/v1/alerting/summary", get(alerts::summary))
         .route(INTAKE_PATH, post(alerts::intake))
-        .with_state(state.clone());
+        .route("/api/v1/alerting/metrics", get(metrics));
+    if standalone {
+        api = api.route("/metrics", get(metrics));
+    }
+    let mut api = api.with_state(state.clone());
     if let Some(d) = state.dispatcher() {
         api = api.nest("/api/v1/alerting", crate::routing::api_router(d.clone()));
     }
@@ -48,14 +69,6 @@ pub fn router(state: AppState) -> Router {
         api = api.merge(crate::outbox::api_router(o.clone()));
     }
     api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(middleware::from_fn_with_state(state, require_token))
-}
-
-/// `router` plus health probes and a JSON 404, for an alerting process of its own.
-pub fn standalone_router(state: AppState) -> Router {
-    router(state)
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
 }
 
 fn scope_for(method: &Method, path: &str) -> Scope {
