@@ -5,7 +5,8 @@
 //! tz-bench agent   [--collections N]                       agent vs node_exporter
 //! tz-bench ingest  [--hosts H] [--samples S] [--concurrency C] [--series-per-req N] [--samples-per-req N]
 //!                                                          collector vs VictoriaMetrics
-//! tz-bench all                                             both
+//! tz-bench query   [--hosts H] [--archive-hosts A] [--reps N]  query latency + memory/series vs VictoriaMetrics
+//! tz-bench all                                             all three
 //! tz-bench loadgen --url URL [--token T] [ingest options]  just the load generator
 //! common: [--out FILE] (default docs/benchmarks.md; "-" = stdout only)
 //! ```
@@ -13,6 +14,7 @@
 mod agent;
 mod ingest;
 mod loadgen;
+mod query;
 mod report;
 
 use std::collections::HashMap;
@@ -45,7 +47,9 @@ impl Flags {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("tz-bench: {msg}\nusage: tz-bench agent|ingest|all|loadgen [--flag value ...] (see bench/README.md)");
+    eprintln!(
+        "tz-bench: {msg}\nusage: tz-bench agent|ingest|query|all|loadgen [--flag value ...] (see bench/README.md)"
+    );
     std::process::exit(2)
 }
 
@@ -57,9 +61,11 @@ fn main() {
     match cmd.as_str() {
         "agent" => sections.push(agent::run(&flags)),
         "ingest" => sections.push(ingest::run(&flags)),
+        "query" => sections.push(query::run(&flags)),
         "all" => {
             sections.push(agent::run(&flags));
             sections.push(ingest::run(&flags));
+            sections.push(query::run(&flags));
         }
         "loadgen" => {
             loadgen::standalone(&flags);
