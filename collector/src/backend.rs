@@ -8,6 +8,7 @@ use crate::remote::{RemoteError, RemoteStore};
 use crate::storage::Queryable;
 use crate::tsdb::Tsdb;
 use parking_lot::RwLock;
+use std::collections::HashSet;
 use std::sync::Arc;
 use tingzhen_core::exposition::MetricFamily;
 use tingzhen_core::query::IngestObserver;
@@ -76,8 +77,9 @@ impl Backend {
         if observers.is_empty() {
             return;
         }
-        // Batches hold many series of few metrics, in runs: skipping the previous name avoids
-        // most set inserts, and the set is per batch, never per sample.
+        // Batches hold many series of few metrics, usually in runs: skipping a repeat of the
+        // previous name avoids most hashing, and the set is per batch, never per sample.
+        let mut seen: HashSet<&str> = HashSet::new();
         let mut names: Vec<&str> = Vec::new();
         let mut last: Option<&str> = None;
         for series in batch {
@@ -86,7 +88,7 @@ impl Backend {
                 continue;
             }
             last = Some(name);
-            if !names.contains(&name) {
+            if seen.insert(name) {
                 names.push(name);
             }
         }
