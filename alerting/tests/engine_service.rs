@@ -259,6 +259,19 @@ async fn a_restart_neither_repages_nor_forgets() {
     *r.gauge.0.lock() = 41.0;
     evaluate(&r.alerting).await;
     assert_eq!(deliveries(&r), ["firing"]);
+    // Prometheus's shapes, for Grafana.
+    let (status, rules) = call(&r, "GET", "/api/v1/rules", Some(&r.reader), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let rule = &rules["data"]["groups"][0]["rules"][0];
+    assert_eq!(
+        (rule["type"].as_str(), rule["state"].as_str(), rule["health"].as_str()),
+        (Some("alerting"), Some("firing"), Some("ok"))
+    );
+    assert_eq!(rule["alerts"][0]["value"], "41");
+    assert_eq!(rules["data"]["groups"][0]["file"], "api");
+    let (_, alerts) = call(&r, "GET", "/api/v1/alerts", Some(&r.reader), None).await;
+    assert_eq!(alerts["data"]["alerts"][0]["labels"]["alertname"], "TooHot");
+    assert!(alerts["data"]["alerts"][0]["activeAt"].as_str().unwrap().ends_with('Z'));
     let (now, gauge) = (r.now.clone(), r.gauge.clone());
     drop(r);
 

@@ -1,5 +1,6 @@
 //! Alerting's HTTP API as one axum `Router`: rules CRUD, alerts, history and summaries
-//! (`rules`, `alerts`), Alertmanager-compatible intake, plus routing's and the outbox's
+//! (`rules`, `alerts`), Prometheus's `/api/v1/rules` and `/api/v1/alerts` (`prom`, for
+//! Grafana), Alertmanager-compatible intake, plus routing's and the outbox's
 //! routers, all behind the same bearer tokens as the collector (`Db::authenticate`).
 //! Scopes: `POST /api/v2/alerts` needs `ingest` (it is a write of monitoring data); other
 //! reads need `query`; every other write needs `admin`.
@@ -9,6 +10,7 @@
 
 mod alerts;
 pub mod error;
+mod prom;
 mod rules;
 
 use crate::service::Alerting;
@@ -57,7 +59,9 @@ fn build(state: AppState, standalone: bool) -> Router {
         .route("/api/v1/alerting/history", get(alerts::history))
         .route("/api/v1/alerting/summary", get(alerts::summary))
         .route(INTAKE_PATH, post(alerts::intake))
-        .route("/api/v1/alerting/metrics", get(metrics));
+        .route("/api/v1/alerting/metrics", get(metrics))
+        .route("/api/v1/rules", get(prom::rules))
+        .route("/api/v1/alerts", get(prom::alerts));
     if standalone {
         api = api.route("/metrics", get(metrics));
     }
