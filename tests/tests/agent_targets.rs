@@ -492,3 +492,127 @@ interval = "1s"
     );
     assert!(logs.lines().any(|l| l.contains("portal-missing") && l.contains("HTTP status 404")), "{logs}");
 }
+
+/// Enables RabbitMQ's management plugin on the local broker (idempotent; it stays enabled).
+fn ensure_rabbitmq_management() {
+    let ok = |_: &mut String| {
+        tingzhen_tests::Http::new()
+            .get("http://127.0.0.1:15672/api/overview", None, &[])
+            .ok()
+            .filter(|r| r.status == 401 || r.status == 200)
+            .map(|_| ())
+    };
+    if ok(&mut String::new()).is_some() {
+        return;
+    }
+    let st = Command::new("rabbitmq-plugins")
+        .args(["enable", "rabbitmq_management"])
+        .status()
+        .expect("run rabbitmq-plugins (RabbitMQ must be installed)");
+    assert!(st.success(), "rabbitmq-plugins enable rabbitmq_management failed");
+    wait::until_60s("the RabbitMQ management API", ok);
+}
+
+/// Calls the management API as guest.
+fn rabbit_api(method: &str, path: &str, body: &str) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("http://127.0.0.1:15672{path}");
+    let auth = "Basic Z3Vlc3Q6Z3Vlc3Q=";
+    let r = match method {
+        "PUT" => agent.put(&url).header("Authorization", auth).content_type("application/json").send(body),
+        "POST" => agent.post(&url).header("Authorization", auth).content_type("application/json").send(body),
+        _ => agent.delete(&url).header("Authorization", auth).call(),
+    };
+    r.map(|r| r.status().as_u16()).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+#[test]
+fn rabbitmq_and_mqtt_targets() {
+    ensure_rabbitmq_management();
+    let queue = format!("tz-agent-test-{}", std::process::id());
+    assert!(matches!(rabbit_api("PUT", &format!("/api/queues/%2F/{queue}"), r#"{"durable":false}"#), 201 | 204));
+    for _ in 0..3 {
+        let body =
+            format!(r#"{{"properties":{{}},"routing_key":"{queue}","payload":"hello","payload_encoding":"string"}}"#);
+        assert_eq!(rabbit_api("POST", "/api/exchanges/%2F/amq.default/publish", &body), 200);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let guest = secret_file(dir.path(), "guest.pass", "guest");
+    let wrong = secret_file(dir.path(), "wrong.pass", "definitely-wrong");
+    let closed = ports::free_port();
+    let toml = format!(
+        r#"
+[[targets]]
+name = "his-mq"
+type = "rabbitmq"
+address = "127.0.0.1:5672"
+username = "guest"
+password = {{ file = "{guest}" }}
+management_url = "http://127.0.0.1:15672"
+system = "HIS"
+interval = "2s"
+
+[[targets]]
+name = "mq-badauth"
+type = "rabbitmq"
+address = "127.0.0.1:5672"
+username = "guest"
+password = {{ file = "{wrong}" }}
+interval = "1s"
+
+[[targets]]
+name = "mq-closed"
+type = "rabbitmq"
+address = "127.0.0.1:{closed}"
+interval = "1s"
+
+[[targets]]
+name = "iot-mqtt"
+type = "mqtt"
+address = "127.0.0.1:1883"
+interval = "2s"
+
+[[targets]]
+name = "mqtt-closed"
+type = "mqtt"
+address = "127.0.0.1:{closed}"
+interval = "1s"
+"#
+    );
+    let mut agent =
+        Agent::start(AgentOpts { interval: Some("1s".into()), config_toml: Some(toml), ..Default::default() });
+    let want = [
+        ("rabbitmq_up", "his-mq", 1.0),
+        ("rabbitmq_up", "mq-badauth", 0.0),
+        ("rabbitmq_up", "mq-closed", 0.0),
+        ("mqtt_up", "iot-mqtt", 1.0),
+        ("mqtt_up", "mqtt-closed", 0.0),
+    ];
+    // Mosquitto publishes most of $SYS every sys_interval (10 s by default): wait for it.
+    let page = wait::until_60s("rabbitmq and mqtt targets, with the queue and $SYS counts", |last| {
+        let p = agent.scrape();
+        let got: Vec<Option<f64>> = want.iter().map(|(m, t, _)| sample(&p, m, t, &[])).collect();
+        let depth = sample(&p, "rabbitmq_queue_messages", "his-mq", &[("queue", queue.as_str())]);
+        let clients = sample(&p, "broker_clients_connected", "iot-mqtt", &[]);
+        *last = format!("{got:?} depth {depth:?} mqtt clients {clients:?}");
+        let ups = want.iter().zip(&got).all(|((_, _, v), g)| *g == Some(*v));
+        (ups && depth == Some(3.0) && clients.is_some()).then_some(p)
+    });
+    assert!(page.contains("rabbitmq_build_info{") && page.contains("product=\"RabbitMQ\""));
+    assert!(sample(&page, "rabbitmq_queues", "his-mq", &[]).unwrap() >= 1.0);
+    assert!(sample(&page, "rabbitmq_exchanges", "his-mq", &[]).unwrap() >= 1.0);
+    assert_eq!(sample(&page, "rabbitmq_queue_consumers", "his-mq", &[("queue", queue.as_str())]), Some(0.0));
+    assert_eq!(sample(&page, "rabbitmq_management_up", "his-mq", &[]), Some(1.0));
+    assert!(sample(&page, "broker_clients_connected", "iot-mqtt", &[]).unwrap() >= 1.0, "we are a client");
+    assert!(sample(&page, "broker_uptime", "iot-mqtt", &[]).unwrap() > 0.0);
+    assert!(page.contains("broker_version_info{") && page.contains("mosquitto"));
+    assert_eq!(rabbit_api("DELETE", &format!("/api/queues/%2F/{queue}"), ""), 204);
+
+    let logs = strip_ansi(&agent.proc_mut().logs());
+    let line = logs
+        .lines()
+        .find(|l| l.contains("target collection failed") && l.contains("target_name=mq-badauth"))
+        .unwrap_or_else(|| panic!("no failure line for mq-badauth:\n{logs}"));
+    assert!(line.contains("authentication failed") && line.contains("ACCESS_REFUSED"), "{line}");
+    assert!(!logs.contains("definitely-wrong"), "a password reached the log");
+}

@@ -87,7 +87,8 @@ pub struct TargetFile {
     /// `{ file = "/etc/tingzhen/his-pg.pass" }` or `{ env = "HIS_PG_PASSWORD" }`; never inline.
     #[serde(default, deserialize_with = "crate::config::password_ref")]
     pub password: Option<SecretRef>,
-    /// Database to connect to (postgres default "postgres", mysql none).
+    /// Database to connect to (postgres default "postgres", mysql none); for rabbitmq the
+    /// virtual host (default "/").
     pub database: Option<String>,
     /// `campus` label (院区) of the target; default: the agent's.
     pub campus: Option<String>,
@@ -178,7 +179,8 @@ impl TargetConfig {
         };
         not_for("username", f.username.is_some(), kind.takes_credentials())?;
         not_for("password", f.password.is_some(), kind.takes_credentials())?;
-        not_for("database", f.database.is_some(), matches!(kind, TargetKind::Postgres | TargetKind::Mysql))?;
+        let takes_database = matches!(kind, TargetKind::Postgres | TargetKind::Mysql | TargetKind::Rabbitmq);
+        not_for("database", f.database.is_some(), takes_database)?;
         not_for("top_sql", f.top_sql.is_some(), kind.has_top_sql())?;
         not_for("keyword", f.keyword.is_some(), kind == TargetKind::Http)?;
         not_for("expect_status", f.expect_status.is_some(), kind == TargetKind::Http)?;

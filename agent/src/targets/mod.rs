@@ -8,12 +8,14 @@
 //! collections and drops it on any error, so the next attempt starts clean.
 
 pub mod config;
+pub mod mqtt;
 pub mod mysql;
 pub mod nats;
 pub mod postgres;
 mod postgres_sql;
 pub mod probe;
 pub mod process;
+pub mod rabbitmq;
 pub mod redis;
 mod runner;
 mod sql;
@@ -92,6 +94,8 @@ pub fn collector_for(cfg: &TargetConfig) -> Box<dyn Collect> {
         TargetKind::Http => Box::new(probe::Http::new(cfg)),
         TargetKind::Tcp => Box::new(probe::Tcp::new(cfg)),
         TargetKind::Nats => Box::new(nats::Nats::new(cfg)),
+        TargetKind::Rabbitmq => Box::new(rabbitmq::Rabbitmq::new(cfg)),
+        TargetKind::Mqtt => Box::new(mqtt::Mqtt::new(cfg)),
         TargetKind::Process => Box::new(process::Process::new(cfg)),
         _ => Box::new(Unsupported(cfg.kind)),
     }
