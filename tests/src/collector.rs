@@ -22,6 +22,8 @@ pub struct CollectorOpts {
     pub max_body_bytes: Option<usize>,
     /// More TOML appended verbatim (other sections, e.g. `[query]`).
     pub extra_toml: String,
+    /// Run `--target all` (collector and alerting in one process) instead of the collector alone.
+    pub all_targets: bool,
 }
 
 pub struct Collector {
@@ -30,6 +32,7 @@ pub struct Collector {
     pub addr: SocketAddr,
     config: Option<PathBuf>,
     tls: bool,
+    target: &'static str,
     http: Http,
     proc: Option<Proc>,
 }
@@ -63,7 +66,8 @@ impl Collector {
             Some(t) => Http::with_ca(&t.ca_pem),
             None => Http::new(),
         };
-        Collector { root, data, addr, config, tls: opts.tls.is_some(), http, proc: None }
+        let target = if opts.all_targets { "all" } else { "collector" };
+        Collector { root, data, addr, config, tls: opts.tls.is_some(), target, http, proc: None }
     }
 
     /// A collector with default settings, started and ready.
@@ -82,7 +86,7 @@ impl Collector {
     pub fn start(&mut self) {
         assert!(self.proc.is_none(), "collector already running");
         let mut cmd = Command::new(bins::tingzhen());
-        cmd.current_dir(self.root.path()).arg("serve").arg("--target").arg("collector");
+        cmd.current_dir(self.root.path()).arg("serve").arg("--target").arg(self.target);
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
