@@ -11,6 +11,7 @@ declare -A PEERS=(
   [/usr/bin/prometheus-node-exporter]=prometheus-node-exporter
   [/usr/bin/victoria-metrics]=victoria-metrics
   [/usr/bin/aiosmtpd]=python3-aiosmtpd
+  [/usr/bin/prometheus-alertmanager]=prometheus-alertmanager
 )
 missing=()
 for bin in "${!PEERS[@]}"; do

@@ -12,6 +12,7 @@ pub mod ports;
 pub mod process;
 pub mod procstat;
 pub mod prom;
+pub mod smtp;
 pub mod synth;
 pub mod tls;
 pub mod wait;
@@ -19,8 +20,9 @@ pub mod wait;
 pub use agent::Agent;
 pub use collector::{Collector, CollectorOpts};
 pub use http::{Http, Resp};
-pub use peers::{NodeExporter, Prometheus, VictoriaMetrics};
+pub use peers::{Alertmanager, NodeExporter, Prometheus, VictoriaMetrics};
 pub use prom::PromClient;
+pub use smtp::SmtpSink;
 
 /// Milliseconds since the Unix epoch, as remote write wants them.
 pub fn now_ms() -> i64 {

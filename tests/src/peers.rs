@@ -1,5 +1,5 @@
 //! Real peers from Debian packages, each in its own temp dir on a free port: Prometheus (with
-//! the remote-write receiver), VictoriaMetrics and node_exporter.
+//! the remote-write receiver), VictoriaMetrics, node_exporter and Alertmanager.
 
 use crate::http::Http;
 use crate::process::Proc;
@@ -181,4 +181,37 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// A real Alertmanager (Debian `prometheus-alertmanager`) with clustering off: a lone instance
+/// with gossip on waits for its peers to settle before sending its first notification.
+pub struct Alertmanager {
+    _root: TempDir,
+    pub addr: SocketAddr,
+    pub proc: Proc,
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager with `config_yaml` as its whole configuration file.
+    pub fn start(config_yaml: &str) -> Alertmanager {
+        let bin = bins::peer("/usr/bin/prometheus-alertmanager", "prometheus-alertmanager");
+        let root = tempfile::Builder::new().prefix("tz-alertmanager-").tempdir().expect("tempdir");
+        let addr = ports::free_addr();
+        let cfg = root.path().join("alertmanager.yml");
+        std::fs::write(&cfg, config_yaml).expect("write alertmanager.yml");
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(root.path())
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.path={}", root.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn");
+        let mut proc = Proc::spawn("alertmanager", cmd, &root.path().join("logs"));
+        wait_http_ok(&mut proc, &format!("http://{addr}/-/ready"));
+        Alertmanager { _root: root, addr, proc }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
 }
