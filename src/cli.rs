@@ -129,8 +129,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve_command(args),
         Command::Up(args) => quickstart::run(&args.listen, &args.data, args.interval.0),
         Command::Config { command: ConfigCommand::Check { file } } => {
-            Config::load(&file)?;
-            println!("{}: ok", file.display());
+            let config = Config::load(&file)?;
+            // Rule files are part of the configuration: a bad rule fails the check, not the start.
+            let rules = &config.alerting.rules;
+            let groups = tingzhen_alerting::rules::check_files(&rules.files, rules.default_interval.0)
+                .with_context(|| format!("invalid config file {}: alerting.rules.files", file.display()))?;
+            println!("{}: ok ({groups} rule groups)", file.display());
             Ok(())
         }
         Command::Token { command } => token_command(command),

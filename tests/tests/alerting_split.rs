@@ -101,3 +101,21 @@ fn alerting_alone_without_a_collector_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("[alerting.collector]"), "{err}");
 }
+
+#[test]
+fn config_check_validates_rule_files() {
+    let root = tempfile::tempdir().unwrap();
+    let rules = root.path().join("bad.yml");
+    std::fs::write(&rules, "groups:\n  - name: ward\n    rules:\n      - alert: A\n        expr: rate(x[5m]\n")
+        .unwrap();
+    let config = root.path().join("t.toml");
+    std::fs::write(&config, format!("[alerting.rules]\nfiles = [{:?}]\n", rules.display().to_string())).unwrap();
+    let out = Command::new(bins::tingzhen()).args(["config", "check"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("group \"ward\", rule 1 (alert \"A\"): expr: PromQL"), "{err}");
+    std::fs::write(&rules, RULES).unwrap();
+    let out = Command::new(bins::tingzhen()).args(["config", "check"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(1 rule groups)"));
+}

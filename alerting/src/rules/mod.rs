@@ -173,6 +173,21 @@ fn wildcard(pattern: &str, name: &str) -> bool {
     true
 }
 
+/// Expands and validates every rule file (as `tingzhen config check` does); returns how many
+/// groups they hold.
+pub fn check_files(patterns: &[String], default_interval: Duration) -> Result<usize, RuleErrors> {
+    let files = expand_files(patterns).map_err(|e| RuleErrors(vec![e]))?;
+    let mut errors = Vec::new();
+    let mut groups = 0;
+    for f in files {
+        match load_file(&f, default_interval) {
+            Ok(g) => groups += g.len(),
+            Err(RuleErrors(mut e)) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() { Ok(groups) } else { Err(RuleErrors(errors)) }
+}
+
 /// Reads and validates one rule file; `default_interval` applies to groups without one.
 pub fn load_file(path: &Path, default_interval: Duration) -> Result<Vec<RuleGroup>, RuleErrors> {
     let shown = path.display().to_string();

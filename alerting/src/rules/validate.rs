@@ -110,8 +110,12 @@ pub fn compile_group(spec: GroupSpec, source: RuleSource, default_interval: Dura
     let mut same_name: BTreeMap<String, usize> = BTreeMap::new();
     for (i, r) in spec.rules.iter().enumerate() {
         let shown = r.alert.as_deref().or(r.record.as_deref()).unwrap_or("");
-        let rloc = format!("{gloc}, rule {} ({})", i + 1, if r.record.is_some() { "record" } else { "alert" })
-            + &if shown.is_empty() { String::new() } else { format!(" {shown:?}") };
+        let kind = if r.record.is_some() { "record" } else { "alert" };
+        let rloc = if shown.is_empty() {
+            format!("{gloc}, rule {}", i + 1)
+        } else {
+            format!("{gloc}, rule {} ({kind} {shown:?})", i + 1)
+        };
         if let Some(rec) = &r.record {
             err(
                 &rloc,
