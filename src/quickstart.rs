@@ -71,6 +71,9 @@ fn print_banner(url: &str, admin: &str, data: &Path, interval: Duration) {
         "  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/query' --data-urlencode 'query=sum by (mode) (rate(node_cpu_seconds_total[1m]))'"
     );
     println!("  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/inventory/hosts'");
+    println!(
+        "  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/alerting/rules'   # alerting (docs/alerting-rules.md)"
+    );
     println!();
     println!("Grafana: add a Prometheus data source at {url} with header Authorization: Bearer <token>.");
     println!("Stop with Ctrl-C.");
