@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks against real peers; results are appended to docs/benchmarks.md.
-#   bench/run.sh [agent|ingest|all] [--flag value ...]     (default: all)
+#   bench/run.sh [agent|ingest|query|alert|all] [--flag value ...]     (default: all)
 # Release builds. Not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for bin in /usr/bin/prometheus-node-exporter /usr/bin/victoria-metrics; do
+for bin in /usr/bin/prometheus-node-exporter /usr/bin/victoria-metrics /usr/bin/prometheus \
+  /usr/bin/prometheus-alertmanager /usr/bin/aiosmtpd; do
   [[ -x $bin ]] || { echo "bench: $bin missing; run scripts/test.sh once (it installs the peers)" >&2; exit 1; }
 done
 # Each binary is built on its own, with exactly the features it ships with (a joint build would

@@ -6,12 +6,15 @@
 //! tz-bench ingest  [--hosts H] [--samples S] [--concurrency C] [--series-per-req N] [--samples-per-req N]
 //!                                                          collector vs VictoriaMetrics
 //! tz-bench query   [--hosts H] [--archive-hosts A] [--reps N]  query latency + memory/series vs VictoriaMetrics
-//! tz-bench all                                             all three
+//! tz-bench alert   [--trials N] [--eval-series S] [--eval-rules R] [--eval-rounds N] [--only latency|eval]
+//!                                                          alert latency vs Prometheus + Alertmanager, rule throughput
+//! tz-bench all                                             all four
 //! tz-bench loadgen --url URL [--token T] [ingest options]  just the load generator
 //! common: [--out FILE] (default docs/benchmarks.md; "-" = stdout only)
 //! ```
 
 mod agent;
+mod alert;
 mod ingest;
 mod loadgen;
 mod query;
@@ -48,7 +51,7 @@ impl Flags {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "tz-bench: {msg}\nusage: tz-bench agent|ingest|query|all|loadgen [--flag value ...] (see bench/README.md)"
+        "tz-bench: {msg}\nusage: tz-bench agent|ingest|query|alert|all|loadgen [--flag value ...] (see bench/README.md)"
     );
     std::process::exit(2)
 }
@@ -62,10 +65,12 @@ fn main() {
         "agent" => sections.push(agent::run(&flags)),
         "ingest" => sections.push(ingest::run(&flags)),
         "query" => sections.push(query::run(&flags)),
+        "alert" => sections.push(alert::run(&flags)),
         "all" => {
             sections.push(agent::run(&flags));
             sections.push(ingest::run(&flags));
             sections.push(query::run(&flags));
+            sections.push(alert::run(&flags));
         }
         "loadgen" => {
             loadgen::standalone(&flags);
