@@ -309,6 +309,9 @@ impl AgentConfig {
         if self.max_backoff < Duration::from_millis(100) {
             return bad("max_backoff", "must be at least 100ms");
         }
+        for (i, t) in self.targets.iter().enumerate() {
+            t.validate().map_err(|(key, message)| AgentError::Target { index: i, key, message })?;
+        }
         let labels = self.labels.to_labels().into_vec();
         if let Err(e) = Labels::validated(labels) {
             return Err(AgentError::Config { key: "labels", message: e.to_string() });
@@ -332,6 +335,23 @@ mod tests {
         assert_eq!(c.token.as_deref(), Some("t"));
         assert_eq!(c.interval, Duration::from_secs(10));
         assert_eq!(c.labels.campus, "east");
+    }
+
+    #[test]
+    fn targets_example_in_deploy_parses_and_resolves() {
+        let text = include_str!("../../deploy/agent.targets.example.toml");
+        let mut fc = FileConfig::parse(text).unwrap();
+        assert!(fc.targets.len() >= 9);
+        // The example's password files do not exist here; every other key is checked for real.
+        for t in &mut fc.targets {
+            if t.password.is_some() {
+                t.password = Some(SecretRef { file: None, env: Some("PATH".into()) });
+            }
+        }
+        let c = AgentConfig::resolve(fc, &Overrides { token: Some("t".into()), ..Default::default() }).unwrap();
+        let pg = c.targets.iter().find(|t| t.name == "his-pg").unwrap();
+        assert_eq!((pg.campus.as_deref(), pg.top_sql), (Some("east"), 10));
+        assert!(c.targets.iter().any(|t| t.kind == crate::targets::TargetKind::Process));
     }
 
     #[test]

@@ -223,6 +223,9 @@ impl TargetConfig {
         if self.timeout.is_zero() || self.timeout >= self.interval {
             return Err(("timeout", "must be more than 0s and less than the interval".into()));
         }
+        if self.kind == TargetKind::Oracle && !cfg!(feature = "oracle") {
+            return Err(("type", "\"oracle\" needs an agent built with `--features oracle`".into()));
+        }
         if self.top_sql > MAX_TOP_SQL {
             return Err(("top_sql", format!("must be at most {MAX_TOP_SQL}")));
         }

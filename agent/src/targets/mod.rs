@@ -11,6 +11,9 @@ pub mod config;
 pub mod mqtt;
 pub mod mysql;
 pub mod nats;
+#[cfg(feature = "oracle")]
+pub mod oracle;
+pub mod oracle_sql;
 pub mod postgres;
 mod postgres_sql;
 pub mod probe;
@@ -97,15 +100,11 @@ pub fn collector_for(cfg: &TargetConfig) -> Box<dyn Collect> {
         TargetKind::Rabbitmq => Box::new(rabbitmq::Rabbitmq::new(cfg)),
         TargetKind::Mqtt => Box::new(mqtt::Mqtt::new(cfg)),
         TargetKind::Process => Box::new(process::Process::new(cfg)),
-        _ => Box::new(Unsupported(cfg.kind)),
-    }
-}
-
-/// A kind this build cannot collect: reports down with a reason that says so.
-struct Unsupported(TargetKind);
-
-impl Collect for Unsupported {
-    fn collect(&mut self, _: &mut Ctx<'_>) -> Result<(), TargetError> {
-        Err(TargetError::Probe(format!("type \"{}\" is not supported by this agent build", self.0.as_str())))
+        #[cfg(feature = "oracle")]
+        TargetKind::Oracle => Box::new(oracle::Oracle::new(cfg)),
+        // Config validation refuses oracle targets in builds without the feature, and
+        // `spawn` validates every target before any thread starts.
+        #[cfg(not(feature = "oracle"))]
+        TargetKind::Oracle => unreachable!("oracle targets are refused at config time without the `oracle` feature"),
     }
 }

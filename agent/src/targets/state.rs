@@ -180,3 +180,53 @@ impl Targets {
         self.slots.iter().filter_map(|s| s.current(now).1.map(|why| (s.clone(), why))).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::TargetKind;
+
+    #[test]
+    fn a_hung_collection_reports_down_with_a_reason() {
+        let mut cfg = TargetConfig::new("slow-db", TargetKind::Postgres, "127.0.0.1:5432");
+        cfg.timeout = Duration::from_millis(1);
+        let slot = Slot::new(cfg, Labels::from_pairs([("target", "slow-db")]));
+        let targets = Targets { slots: vec![Arc::new(slot)] };
+        assert_eq!(targets.watched()[0].status, "pending");
+        let s = &targets.slots[0];
+        let mut up = MetricFamily::new("pg_up", "h", MetricType::Gauge);
+        up.push(s.base.clone(), 1.0);
+        s.finish(vec![up], Status::Up, String::new(), 1);
+        assert_eq!(targets.watched()[0].status, "up");
+        s.begin();
+        assert!(targets.hung().is_empty(), "just started");
+        // The limit is twice the timeout plus a second.
+        std::thread::sleep(Duration::from_millis(1100));
+        let hung = targets.hung();
+        assert_eq!(hung.len(), 1);
+        assert!(hung[0].1.contains("still running"), "{}", hung[0].1);
+        let w = &targets.watched()[0];
+        assert_eq!((w.status.as_str(), w.last_error.contains("still running")), ("down", true));
+        let fams = targets.families();
+        assert_eq!((fams[0].name.as_str(), fams[0].samples[0].1), ("pg_up", 0.0));
+    }
+
+    #[test]
+    fn families_of_one_kind_merge_into_one() {
+        let mk = |name: &str, v: f64| {
+            let slot = Slot::new(
+                TargetConfig::new(name, TargetKind::Redis, "127.0.0.1:6379"),
+                Labels::from_pairs([("target", name)]),
+            );
+            let mut up = MetricFamily::new("redis_up", "h", MetricType::Gauge);
+            up.push(slot.base.clone(), v);
+            slot.finish(vec![up], Status::Up, String::new(), 1);
+            Arc::new(slot)
+        };
+        let t = Targets { slots: vec![mk("a", 1.0), mk("b", 0.0)] };
+        let fams = t.families();
+        assert_eq!(fams.len(), 1);
+        assert_eq!(fams[0].samples.len(), 2);
+        assert_eq!(truncate("ééé", 3), "é");
+    }
+}
