@@ -399,6 +399,19 @@ impl Alerting {
         Ok(n)
     }
 
+    /// Firing episodes overlapping `[from_ms, to_ms)`, with the acknowledgements routing
+    /// recorded for them (blocking).
+    pub fn history(&self, from_ms: i64, to_ms: i64) -> Result<Vec<crate::state::store::HistoryRow>, AlertingError> {
+        if let Some(d) = &self.dispatcher {
+            // Acks are made through routing's API; they are copied onto history rows here,
+            // where they are read, rather than on every acknowledgement.
+            let acks: Vec<(String, i64)> =
+                d.acks_between(from_ms, i64::MAX)?.into_iter().map(|a| (a.fingerprint, a.acked_at_ms)).collect();
+            self.state.record_acks(&acks)?;
+        }
+        Ok(self.state.history(from_ms, to_ms)?)
+    }
+
     /// Today's (Asia/Shanghai) and `[from, to)`'s summary (blocking).
     pub fn summary(
         &self,
@@ -411,12 +424,7 @@ impl Alerting {
         let from = from_ms.unwrap_or(0);
         let today = shanghai_day_start(now);
         let (lo, hi) = (from.min(today), to.max(now.saturating_add(1)));
-        if let Some(d) = &self.dispatcher {
-            let acks: Vec<(String, i64)> =
-                d.acks_between(lo, hi)?.into_iter().map(|a| (a.fingerprint, a.acked_at_ms)).collect();
-            self.state.record_acks(&acks)?;
-        }
-        let history = self.state.history(lo, hi)?;
+        let history = self.history(lo, hi)?;
         let deliveries = match &self.outbox {
             Some(o) => o.deliveries(lo, hi)?,
             None => Vec::new(),

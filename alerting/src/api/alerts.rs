@@ -79,10 +79,9 @@ pub async fn history(
     let st = state.clone();
     let rows = blocking(move || {
         let now = st.now_ms();
-        st.state().history(from.unwrap_or(now - 86_400_000), to.unwrap_or(now.saturating_add(1)))
+        st.history(from.unwrap_or(now - 86_400_000), to.unwrap_or(now.saturating_add(1)))
     })
-    .await?
-    .map_err(|e| ApiError::internal("cannot read alert history", e))?;
+    .await??;
     Ok(ok_json(json!({ "history": rows })))
 }
 

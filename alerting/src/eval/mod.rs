@@ -58,6 +58,9 @@ pub struct Evaluator {
     sink: Arc<dyn AlertSink>,
     clock: Clock,
     health: Mutex<HashMap<String, RuleHealth>>,
+    /// One evaluation of a group at a time, even across a rules reload (the old task may
+    /// still be finishing), so state changes reach routing in the order they happened.
+    group_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     pub stats: EvalStats,
 }
 
@@ -86,7 +89,15 @@ fn observe(rule: &AlertRule, samples: Vec<InstantSample>) -> Vec<Observed> {
 
 impl Evaluator {
     pub fn new(query: Arc<dyn MetricsQuery>, state: Arc<AlertStore>, sink: Arc<dyn AlertSink>, clock: Clock) -> Self {
-        Self { query, state, sink, clock, health: Mutex::new(HashMap::new()), stats: EvalStats::default() }
+        Self {
+            query,
+            state,
+            sink,
+            clock,
+            health: Mutex::new(HashMap::new()),
+            group_locks: Mutex::new(HashMap::new()),
+            stats: EvalStats::default(),
+        }
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -107,6 +118,8 @@ impl Evaluator {
 
     /// Evaluates every rule of `group` once at the clock's now. Blocking.
     pub fn evaluate_group(&self, group: &RuleGroup) {
+        let lock = self.group_locks.lock().entry(group.name.clone()).or_default().clone();
+        let _one_at_a_time = lock.lock();
         let now = self.now_ms();
         let at = now.saturating_sub(group.query_offset.as_millis() as i64);
         let mut changed = Vec::new();
