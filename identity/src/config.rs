@@ -1,0 +1,178 @@
+//! `IdentityConfig`: the `[identity]` section. Every key has a documented default chosen for
+//! MLPS level 3 (the stricter, internet-facing profile); unknown keys are errors.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tingzhen_core::config::{HumanDuration, SecretRef};
+
+use crate::roles::Role;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Minimum password length. Default 10 (MLPS level 3; level 2 intranet allows 8).
+    pub password_min_length: usize,
+    /// How many previous passwords (besides the current one) a new password may not repeat. Default 5.
+    pub password_history: usize,
+    /// Forced periodic change; `None` disables it. Default 90 days.
+    pub password_max_age: Option<HumanDuration>,
+    /// Reminder period before a password expires. Default 7 days.
+    pub password_expiry_warning: HumanDuration,
+    /// Extra weak passwords, one per line, added to the embedded list.
+    pub weak_password_file: Option<String>,
+    /// Consecutive failed logins before the account is locked. Default 5.
+    pub lockout_threshold: u32,
+    /// How long a lockout lasts before automatic unlock. Default 10 minutes.
+    pub lockout_duration: HumanDuration,
+    /// Failed logins after which a captcha is required. Default 1 (the first attempt needs none).
+    pub captcha_after_failures: u32,
+    /// Captcha lifetime. Default 5 minutes.
+    pub captcha_ttl: HumanDuration,
+    /// A session without requests for this long ends. Default 15 minutes.
+    pub session_idle_timeout: HumanDuration,
+    /// A session ends this long after login regardless of activity. Default 12 hours.
+    pub session_max_lifetime: HumanDuration,
+    /// Mark cookies `Secure`. Default true; only a plain-HTTP development setup turns it off.
+    pub cookie_secure: bool,
+    /// Accepted clock skew for `X-Request-Timestamp` and how long nonces are remembered. Default 5 minutes.
+    pub replay_window: HumanDuration,
+    /// Warning period before an account's validity ends. Default 30 days.
+    pub account_expiry_warning: HumanDuration,
+    /// Roles whose members must use TOTP. Default none.
+    pub totp_required_roles: Vec<Role>,
+    /// Offset of local time from UTC in minutes, for access-time windows. Default 480 (China Standard Time).
+    pub utc_offset_minutes: i32,
+    /// Key for the audit chain's HMAC-SHA256; without it the chain is plain SHA-256, which
+    /// detects edits by anyone who does not also recompute every later hash.
+    pub audit_key: Option<SecretRef>,
+    /// Forward every audit record to syslog (RFC 5424).
+    pub syslog: Option<SyslogConfig>,
+    /// Argon2id cost parameters.
+    pub argon2: Argon2Config,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// `host:port` of the syslog receiver.
+    pub address: String,
+    /// `udp` (default) or `tcp` (RFC 6587 octet-counting framing).
+    #[serde(default)]
+    pub protocol: SyslogProtocol,
+    /// RFC 5424 APP-NAME. Default `tingzhen`.
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+    /// Syslog facility number (0–23). Default 13 (log audit).
+    #[serde(default = "default_facility")]
+    pub facility: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+fn default_app_name() -> String {
+    "tingzhen".into()
+}
+
+fn default_facility() -> u8 {
+    13
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Config {
+    /// Memory in KiB. Default 19456 (19 MiB, OWASP's Argon2id recommendation).
+    pub memory_kib: u32,
+    /// Passes. Default 2.
+    pub iterations: u32,
+    /// Lanes. Default 1.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Self { memory_kib: 19456, iterations: 2, parallelism: 1 }
+    }
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            password_min_length: 10,
+            password_history: 5,
+            password_max_age: Some(HumanDuration::from_secs(90 * 86400)),
+            password_expiry_warning: HumanDuration::from_secs(7 * 86400),
+            weak_password_file: None,
+            lockout_threshold: 5,
+            lockout_duration: HumanDuration::from_secs(600),
+            captcha_after_failures: 1,
+            captcha_ttl: HumanDuration::from_secs(300),
+            session_idle_timeout: HumanDuration::from_secs(900),
+            session_max_lifetime: HumanDuration::from_secs(12 * 3600),
+            cookie_secure: true,
+            replay_window: HumanDuration::from_secs(300),
+            account_expiry_warning: HumanDuration::from_secs(30 * 86400),
+            totp_required_roles: Vec::new(),
+            utc_offset_minutes: 480,
+            audit_key: None,
+            syslog: None,
+            argon2: Argon2Config::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("identity config: {field}: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { field, reason: reason.into() }
+}
+
+pub(crate) fn ms(d: HumanDuration) -> i64 {
+    d.0.as_millis() as i64
+}
+
+impl IdentityConfig {
+    /// Checks values serde cannot: ranges and relations between keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.password_min_length < 8 {
+            return Err(bad("password_min_length", "must be at least 8 (MLPS level 2 minimum)"));
+        }
+        if self.lockout_threshold == 0 {
+            return Err(bad("lockout_threshold", "must be at least 1"));
+        }
+        if self.lockout_duration.0 < Duration::from_secs(60) {
+            return Err(bad("lockout_duration", "must be at least 1m"));
+        }
+        if self.session_idle_timeout.0 < Duration::from_secs(60) {
+            return Err(bad("session_idle_timeout", "must be at least 1m"));
+        }
+        if self.replay_window.0 < Duration::from_secs(10) {
+            return Err(bad("replay_window", "must be at least 10s"));
+        }
+        if !(-14 * 60..=14 * 60).contains(&self.utc_offset_minutes) {
+            return Err(bad("utc_offset_minutes", "must be within ±840"));
+        }
+        if let Some(s) = &self.syslog {
+            if s.address.trim().is_empty() {
+                return Err(bad("syslog.address", "must be host:port"));
+            }
+            if s.facility > 23 {
+                return Err(bad("syslog.facility", "must be 0–23"));
+            }
+        }
+        if self.argon2.memory_kib < 8 * self.argon2.parallelism.max(1) || self.argon2.iterations == 0 {
+            return Err(bad("argon2", "memory_kib must be ≥ 8 × parallelism and iterations ≥ 1"));
+        }
+        Ok(())
+    }
+}

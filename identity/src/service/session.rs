@@ -1,0 +1,621 @@
+//! Login (captcha after a failure, lockout with automatic unlock, TOTP), sessions (random
+//! 256-bit ids stored as SHA-256, idle and absolute timeouts), the CSRF and anti-replay check
+//! on state-changing requests, password change and TOTP enrolment.
+
+use super::access::{AccessWindow, permitted};
+use super::{Actor, Identity, IdentityError, Result, invalid};
+use crate::audit::{Outcome, events};
+use crate::captcha;
+use crate::config::ms;
+use crate::messages::Msg;
+use crate::roles::{Role, RoleBinding};
+use crate::totp;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tingzhen_core::db::rusqlite;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub captcha_id: Option<String>,
+    #[serde(default)]
+    pub captcha_answer: Option<String>,
+    #[serde(default)]
+    pub totp: Option<String>,
+}
+
+/// What a session may do before it is a full session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restriction {
+    /// First login, an expired password or a stored password found weak.
+    PasswordChange,
+    /// The user's role requires TOTP and none is enrolled.
+    TotpEnrolment,
+}
+
+impl Restriction {
+    pub fn message(self) -> Msg {
+        match self {
+            Restriction::PasswordChange => Msg::PasswordChangeRequired,
+            Restriction::TotpEnrolment => Msg::TotpEnrolmentRequired,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Session {
+    #[serde(skip)]
+    pub id_hash: String,
+    #[serde(skip)]
+    pub user_id: i64,
+    pub username: String,
+    pub bindings: Vec<RoleBinding>,
+    #[serde(skip)]
+    pub csrf_token: String,
+    pub restriction: Option<Restriction>,
+    pub created_ms: i64,
+    /// The address of the current request (not necessarily the login's).
+    pub source_ip: String,
+    /// Reminders to show: password or account about to expire.
+    pub warnings: Vec<Msg>,
+}
+
+impl Session {
+    pub fn actor(&self) -> Actor {
+        Actor::new(&self.username, &self.source_ip)
+    }
+}
+
+#[derive(Debug)]
+pub struct LoginSuccess {
+    /// The raw session id: goes into the cookie, never stored.
+    pub session_id: String,
+    pub session: Session,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TotpEnrolment {
+    pub secret: String,
+    pub otpauth_uri: String,
+}
+
+pub(crate) fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn random_hex32() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Constant-time comparison of two ASCII tokens.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+struct UserRow {
+    id: i64,
+    username: String,
+    password_hash: String,
+    password_changed_ms: i64,
+    must_change: bool,
+    status: String,
+    valid_until_ms: Option<i64>,
+    access_windows: Vec<AccessWindow>,
+    totp_secret: Option<String>,
+    totp_last_step: Option<i64>,
+}
+
+const USER_COLS: &str = "id, username, password_hash, password_changed_ms, must_change, status, valid_until_ms, \
+                         access_windows, totp_secret, totp_last_step";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    let windows: String = r.get(7)?;
+    Ok(UserRow {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        password_hash: r.get(2)?,
+        password_changed_ms: r.get(3)?,
+        must_change: r.get::<_, i64>(4)? != 0,
+        status: r.get(5)?,
+        valid_until_ms: r.get(6)?,
+        access_windows: serde_json::from_str(&windows).unwrap_or_default(),
+        totp_secret: r.get(8)?,
+        totp_last_step: r.get(9)?,
+    })
+}
+
+impl Identity {
+    fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
+        Ok(self.db.with_conn(|c| {
+            c.query_row(&format!("SELECT {USER_COLS} FROM identity_users WHERE username = ?1"), [username], user_row)
+                .optional()
+        })?)
+    }
+
+    fn user_by_id(&self, id: i64) -> Result<UserRow> {
+        Ok(self.db.with_conn(|c| {
+            c.query_row(&format!("SELECT {USER_COLS} FROM identity_users WHERE id = ?1"), [id], user_row)
+        })?)
+    }
+
+    pub(crate) fn bindings_of(&self, user_id: i64) -> Result<Vec<RoleBinding>> {
+        Ok(self.db.with_conn(|c| -> rusqlite::Result<Vec<RoleBinding>> {
+            let mut st =
+                c.prepare("SELECT role, campus FROM identity_role_bindings WHERE user_id = ?1 ORDER BY role, campus")?;
+            let rows = st.query_map([user_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (role, campus) = row?;
+                if let Some(role) = Role::parse(&role) {
+                    out.push(RoleBinding { role, campus });
+                }
+            }
+            Ok(out)
+        })?)
+    }
+
+    /// A new captcha: returns its id (for the login request) and the PNG.
+    pub fn new_captcha(&self) -> Result<(String, Vec<u8>)> {
+        let code = captcha::random_code();
+        let png = captcha::render_png(&code)?;
+        let id = random_hex32();
+        let now = self.now_ms();
+        self.db.with_conn(|c| -> rusqlite::Result<()> {
+            c.execute("DELETE FROM identity_captchas WHERE expires_ms < ?1", [now])?;
+            c.execute(
+                "INSERT INTO identity_captchas (id_sha256, answer, expires_ms) VALUES (?1, ?2, ?3)",
+                params![sha256_hex(&id), code, now + ms(self.cfg.captcha_ttl)],
+            )?;
+            Ok(())
+        })?;
+        Ok((id, png))
+    }
+
+    /// Consumes the captcha whatever the answer, so each image allows one guess.
+    fn take_captcha(&self, id: &str, answer: &str) -> Result<bool> {
+        let now = self.now_ms();
+        let h = sha256_hex(id);
+        let stored: Option<(String, i64)> = self.db.with_conn(|c| -> rusqlite::Result<_> {
+            let row = c
+                .query_row("SELECT answer, expires_ms FROM identity_captchas WHERE id_sha256 = ?1", [&h], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            c.execute("DELETE FROM identity_captchas WHERE id_sha256 = ?1", [&h])?;
+            Ok(row)
+        })?;
+        Ok(matches!(stored, Some((a, exp)) if exp >= now && a.eq_ignore_ascii_case(answer.trim())))
+    }
+
+    /// Whether the next login for `username` must carry a captcha.
+    pub fn captcha_required(&self, username: &str) -> Result<bool> {
+        let lc = username.trim().to_lowercase();
+        let failures: i64 = self
+            .db
+            .with_conn(|c| {
+                c.query_row("SELECT failures FROM identity_login_failures WHERE username_lc = ?1", [&lc], |r| r.get(0))
+                    .optional()
+            })?
+            .unwrap_or(0);
+        Ok(failures >= self.cfg.captcha_after_failures as i64)
+    }
+
+    /// Counts a failed attempt; locks the name when the threshold is reached.
+    fn note_failure(&self, lc: &str, ip: &str) -> Result<Option<i64>> {
+        let now = self.now_ms();
+        let failures: i64 = self.db.with_conn(|c| {
+            c.query_row(
+                "INSERT INTO identity_login_failures (username_lc, failures, last_failure_ms) VALUES (?1, 1, ?2)
+                 ON CONFLICT(username_lc) DO UPDATE SET failures = failures + 1, last_failure_ms = excluded.last_failure_ms
+                 RETURNING failures",
+                params![lc, now],
+                |r| r.get(0),
+            )
+        })?;
+        if failures >= self.cfg.lockout_threshold as i64 {
+            let until = now + ms(self.cfg.lockout_duration);
+            self.db.with_conn(|c| {
+                c.execute(
+                    "UPDATE identity_login_failures SET locked_until_ms = ?2 WHERE username_lc = ?1",
+                    params![lc, until],
+                )
+            })?;
+            self.record(
+                &Actor::new(lc, ip),
+                events::LOCKOUT,
+                Outcome::Refused,
+                format!("locked after {failures} failed logins until {until} ms"),
+            )?;
+            return Ok(Some(until));
+        }
+        Ok(None)
+    }
+
+    fn clear_failures(&self, lc: &str) -> Result<()> {
+        self.db.with_conn(|c| c.execute("DELETE FROM identity_login_failures WHERE username_lc = ?1", [lc]))?;
+        Ok(())
+    }
+
+    fn lock_minutes(&self, until: i64) -> i64 {
+        ((until - self.now_ms()).max(0) + 59_999) / 60_000
+    }
+
+    /// Password (+ captcha after a failure, + TOTP when enrolled) → a new session.
+    pub fn login(&self, req: &LoginRequest, ip: &str) -> Result<LoginSuccess> {
+        let now = self.now_ms();
+        let username = req.username.trim();
+        if username.is_empty() || username.len() > 128 {
+            return Err(invalid("username", "must be 1–128 characters"));
+        }
+        let lc = username.to_lowercase();
+        let refuse = |msg: Msg, detail: &str| -> Result<LoginSuccess> {
+            self.record(&Actor::new(username, ip), events::LOGIN, Outcome::Refused, detail)?;
+            Err(IdentityError::Denied(msg))
+        };
+        // Lockout: refused without looking at the password, automatic unlock when it runs out.
+        let lock: Option<i64> = self
+            .db
+            .with_conn(|c| {
+                c.query_row("SELECT locked_until_ms FROM identity_login_failures WHERE username_lc = ?1", [&lc], |r| {
+                    r.get(0)
+                })
+                .optional()
+            })?
+            .flatten();
+        if let Some(until) = lock {
+            if until > now {
+                return refuse(Msg::AccountLocked { minutes: self.lock_minutes(until) }, "account locked");
+            }
+            self.db.with_conn(|c| {
+                c.execute(
+                    "UPDATE identity_login_failures SET failures = 0, locked_until_ms = NULL WHERE username_lc = ?1",
+                    [&lc],
+                )
+            })?;
+            self.record(
+                &Actor::new(username, ip),
+                events::UNLOCK,
+                Outcome::Success,
+                "automatic unlock: lockout period over",
+            )?;
+        }
+        if self.captcha_required(&lc)? {
+            let (Some(id), Some(answer)) = (&req.captcha_id, &req.captcha_answer) else {
+                return refuse(Msg::CaptchaRequired, "captcha missing");
+            };
+            if !self.take_captcha(id, answer)? {
+                return refuse(Msg::CaptchaWrong, "captcha wrong or expired");
+            }
+        }
+        let user = self.user_by_name(username)?;
+        let ok = match &user {
+            Some(u) => self.policy.verify(&req.password, &u.password_hash),
+            None => {
+                self.policy.verify(&req.password, &self.dummy_hash);
+                false
+            }
+        };
+        let Some(user) = user.filter(|_| ok) else {
+            let locked = self.note_failure(&lc, ip)?;
+            self.record(&Actor::new(username, ip), events::LOGIN, Outcome::Failure, "wrong user name or password")?;
+            return Err(IdentityError::Denied(match locked {
+                Some(until) => Msg::AccountLocked { minutes: self.lock_minutes(until) },
+                None => Msg::LoginInvalid,
+            }));
+        };
+        if user.status != "active" {
+            return refuse(Msg::AccountDisabled, &format!("account {}", user.status));
+        }
+        if user.valid_until_ms.is_some_and(|v| v <= now) {
+            return refuse(Msg::AccountExpired, "account validity period over");
+        }
+        if !permitted(&user.access_windows, now, self.cfg.utc_offset_minutes) {
+            return refuse(Msg::OutsideAccessHours, "outside the account's access-time windows");
+        }
+        if let Some(secret) = &user.totp_secret {
+            let Some(code) = req.totp.as_deref().filter(|c| !c.trim().is_empty()) else {
+                return refuse(Msg::TotpRequired, "one-time code missing");
+            };
+            let key = totp::base32_decode(secret).unwrap_or_default();
+            match totp::check(&key, code, now / 1000) {
+                // A code is single-use: a step at or before the last accepted one is a replay.
+                Some(step) if user.totp_last_step.is_none_or(|last| step > last) => {
+                    self.db.with_conn(|c| {
+                        c.execute("UPDATE identity_users SET totp_last_step = ?2 WHERE id = ?1", params![user.id, step])
+                    })?;
+                }
+                _ => {
+                    let locked = self.note_failure(&lc, ip)?;
+                    self.record(&Actor::new(username, ip), events::LOGIN, Outcome::Failure, "wrong one-time code")?;
+                    return Err(IdentityError::Denied(match locked {
+                        Some(until) => Msg::AccountLocked { minutes: self.lock_minutes(until) },
+                        None => Msg::TotpWrong,
+                    }));
+                }
+            }
+        }
+        self.clear_failures(&lc)?;
+        // Weak-password detection at login: a password that no longer passes the policy (the
+        // list grew, the rules tightened) must be changed before anything else.
+        let weak = !self.policy.violations(&user.username, &req.password).is_empty();
+        let session_id = random_hex32();
+        let id_hash = sha256_hex(&session_id);
+        self.db.with_conn(|c| -> rusqlite::Result<()> {
+            c.execute(
+                "UPDATE identity_users SET last_login_ms = ?2, login_count = login_count + 1,
+                 must_change = CASE WHEN ?3 THEN 1 ELSE must_change END WHERE id = ?1",
+                params![user.id, now, weak],
+            )?;
+            c.execute(
+                "INSERT INTO identity_sessions (id_sha256, user_id, csrf_token, source_ip, created_ms, last_seen_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![id_hash, user.id, random_hex32(), ip, now],
+            )?;
+            Ok(())
+        })?;
+        let detail =
+            format!("session {}{}", &id_hash[..16], if weak { "; stored password is weak: change forced" } else { "" });
+        self.record(&Actor::new(&user.username, ip), events::LOGIN, Outcome::Success, detail)?;
+        let session = self.check_session(&session_id, ip)?;
+        Ok(LoginSuccess { session_id, session })
+    }
+
+    /// Resolves a cookie's session id: refuses ended, idle or over-age sessions and users who
+    /// may no longer sign in, and marks the session as used now.
+    pub fn check_session(&self, session_id: &str, ip: &str) -> Result<Session> {
+        let now = self.now_ms();
+        let h = sha256_hex(session_id);
+        let row: Option<(i64, String, i64, i64)> = self.db.with_conn(|c| {
+            c.query_row(
+                "SELECT user_id, csrf_token, created_ms, last_seen_ms FROM identity_sessions
+                 WHERE id_sha256 = ?1 AND ended_ms IS NULL",
+                [&h],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+        })?;
+        let Some((user_id, csrf_token, created_ms, last_seen_ms)) = row else {
+            return Err(IdentityError::Denied(Msg::NotLoggedIn));
+        };
+        let user = self.user_by_id(user_id)?;
+        let end_reason = if now - last_seen_ms > ms(self.cfg.session_idle_timeout) {
+            Some("idle timeout")
+        } else if now - created_ms > ms(self.cfg.session_max_lifetime) {
+            Some("maximum lifetime")
+        } else if user.status != "active" {
+            Some("account disabled")
+        } else if user.valid_until_ms.is_some_and(|v| v <= now) {
+            Some("account validity over")
+        } else if !permitted(&user.access_windows, now, self.cfg.utc_offset_minutes) {
+            Some("outside access-time windows")
+        } else {
+            None
+        };
+        if let Some(reason) = end_reason {
+            // The idle end is the last activity plus the timeout, which makes login durations honest.
+            let ended = if reason == "idle timeout" { last_seen_ms + ms(self.cfg.session_idle_timeout) } else { now };
+            self.end_session(&h, ended, reason)?;
+            self.record(
+                &Actor::new(&user.username, ip),
+                events::SESSION_EXPIRED,
+                Outcome::Success,
+                format!("session {}: {reason}", &h[..16]),
+            )?;
+            return Err(IdentityError::Denied(Msg::SessionExpired));
+        }
+        self.db.with_conn(|c| {
+            c.execute("UPDATE identity_sessions SET last_seen_ms = ?2 WHERE id_sha256 = ?1", params![h, now])
+        })?;
+        let bindings = self.bindings_of(user.id)?;
+        let expired_pw = self.cfg.password_max_age.is_some_and(|age| now - user.password_changed_ms >= ms(age));
+        let restriction = if user.must_change || expired_pw {
+            Some(Restriction::PasswordChange)
+        } else if user.totp_secret.is_none() && bindings.iter().any(|b| self.cfg.totp_required_roles.contains(&b.role))
+        {
+            Some(Restriction::TotpEnrolment)
+        } else {
+            None
+        };
+        let mut warnings = Vec::new();
+        if let Some(age) = self.cfg.password_max_age {
+            let left = user.password_changed_ms + ms(age) - now;
+            if left > 0 && left <= ms(self.cfg.password_expiry_warning) {
+                warnings.push(Msg::PasswordExpiresSoon { days: (left + 86_399_999) / 86_400_000 });
+            }
+        }
+        if let Some(v) = user.valid_until_ms {
+            let left = v - now;
+            if left > 0 && left <= ms(self.cfg.account_expiry_warning) {
+                warnings.push(Msg::AccountExpiresSoon { days: (left + 86_399_999) / 86_400_000 });
+            }
+        }
+        Ok(Session {
+            id_hash: h,
+            user_id: user.id,
+            username: user.username,
+            bindings,
+            csrf_token,
+            restriction,
+            created_ms,
+            source_ip: ip.to_string(),
+            warnings,
+        })
+    }
+
+    fn end_session(&self, id_hash: &str, at: i64, reason: &str) -> Result<()> {
+        self.db.with_conn(|c| {
+            c.execute(
+                "UPDATE identity_sessions SET ended_ms = ?2, end_reason = ?3 WHERE id_sha256 = ?1 AND ended_ms IS NULL",
+                params![id_hash, at, reason],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn logout(&self, session: &Session) -> Result<()> {
+        self.end_session(&session.id_hash, self.now_ms(), "logout")?;
+        self.record(&session.actor(), events::LOGOUT, Outcome::Success, format!("session {}", &session.id_hash[..16]))
+    }
+
+    /// The check before any state-changing request: the session's CSRF token, and a fresh
+    /// nonce with a timestamp inside the replay window (anti-replay: a nonce is accepted once
+    /// per session; timestamps outside the window are refused, so nonces need only be
+    /// remembered for the window).
+    pub fn check_state_change(
+        &self,
+        session: &Session,
+        csrf: Option<&str>,
+        nonce: Option<&str>,
+        ts_ms: Option<&str>,
+    ) -> Result<()> {
+        if !csrf.is_some_and(|t| same(t, &session.csrf_token)) {
+            self.record(&session.actor(), events::ACCESS_REFUSED, Outcome::Refused, "CSRF token missing or wrong")?;
+            return Err(IdentityError::Denied(Msg::CsrfMissing));
+        }
+        let now = self.now_ms();
+        let window = ms(self.cfg.replay_window);
+        let ts: Option<i64> = ts_ms.and_then(|t| t.trim().parse().ok());
+        let nonce =
+            nonce.map(str::trim).filter(|n| (16..=128).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_graphic()));
+        let (Some(ts), Some(nonce)) = (ts, nonce) else {
+            self.record(
+                &session.actor(),
+                events::ACCESS_REFUSED,
+                Outcome::Refused,
+                "request nonce or timestamp missing",
+            )?;
+            return Err(IdentityError::Denied(Msg::ReplayRefused));
+        };
+        if (now - ts).abs() > window {
+            self.record(
+                &session.actor(),
+                events::ACCESS_REFUSED,
+                Outcome::Refused,
+                "request timestamp outside the window",
+            )?;
+            return Err(IdentityError::Denied(Msg::ReplayRefused));
+        }
+        let fresh = self.db.with_conn(|c| -> rusqlite::Result<bool> {
+            c.execute("DELETE FROM identity_nonces WHERE seen_ms < ?1", [now - 2 * window])?;
+            let n = c.execute(
+                "INSERT INTO identity_nonces (session, nonce, seen_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![session.id_hash, nonce, now],
+            )?;
+            Ok(n == 1)
+        })?;
+        if !fresh {
+            self.record(
+                &session.actor(),
+                events::ACCESS_REFUSED,
+                Outcome::Refused,
+                "replayed request (nonce seen before)",
+            )?;
+            return Err(IdentityError::Denied(Msg::ReplayRefused));
+        }
+        Ok(())
+    }
+
+    /// Changes the session user's own password: the old one must be right, the new one must
+    /// pass the policy and differ from the current and the last `password_history` ones.
+    pub fn change_password(&self, session: &Session, old: &str, new: &str) -> Result<()> {
+        let user = self.user_by_id(session.user_id)?;
+        if !self.policy.verify(old, &user.password_hash) {
+            self.record(&session.actor(), events::PASSWORD_CHANGE, Outcome::Failure, "wrong current password")?;
+            return Err(IdentityError::Denied(Msg::WrongOldPassword));
+        }
+        self.set_password(&session.actor(), user.id, &user.username, new, false)
+    }
+
+    /// Checks and stores a new password (history, policy), used by self-service change and by
+    /// an administrator's reset (`must_change` then forces a change at next login).
+    pub(crate) fn set_password(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        username: &str,
+        new: &str,
+        must_change: bool,
+    ) -> Result<()> {
+        let violations = self.policy.violations(username, new);
+        if !violations.is_empty() {
+            self.record(actor, events::PASSWORD_CHANGE, Outcome::Refused, format!("for {username}: policy"))?;
+            return Err(IdentityError::Policy(violations));
+        }
+        let n = self.cfg.password_history as i64;
+        let previous: Vec<String> = self.db.with_conn(|c| -> rusqlite::Result<Vec<String>> {
+            let mut out: Vec<String> =
+                vec![c.query_row("SELECT password_hash FROM identity_users WHERE id = ?1", [user_id], |r| r.get(0))?];
+            let mut st = c.prepare(
+                "SELECT password_hash FROM identity_password_history WHERE user_id = ?1 ORDER BY changed_ms DESC, rowid DESC LIMIT ?2",
+            )?;
+            for h in st.query_map(params![user_id, n], |r| r.get::<_, String>(0))? {
+                out.push(h?);
+            }
+            Ok(out)
+        })?;
+        if previous.iter().any(|h| self.policy.verify(new, h)) {
+            self.record(actor, events::PASSWORD_CHANGE, Outcome::Refused, format!("for {username}: reuse"))?;
+            return Err(IdentityError::Policy(vec![Msg::PasswordReused { history: self.cfg.password_history }]));
+        }
+        let hash = self.policy.hash(new)?;
+        let now = self.now_ms();
+        self.db.with_conn(|c| -> rusqlite::Result<()> {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO identity_password_history (user_id, password_hash, changed_ms)
+                 SELECT id, password_hash, ?2 FROM identity_users WHERE id = ?1",
+                params![user_id, now],
+            )?;
+            tx.execute(
+                "DELETE FROM identity_password_history WHERE user_id = ?1 AND rowid NOT IN
+                 (SELECT rowid FROM identity_password_history WHERE user_id = ?1 ORDER BY changed_ms DESC, rowid DESC LIMIT ?2)",
+                params![user_id, n],
+            )?;
+            tx.execute(
+                "UPDATE identity_users SET password_hash = ?2, password_changed_ms = ?3, must_change = ?4, updated_ms = ?3 WHERE id = ?1",
+                params![user_id, hash, now, must_change],
+            )?;
+            tx.commit()
+        })?;
+        self.record(actor, events::PASSWORD_CHANGE, Outcome::Success, format!("password of {username} changed"))
+    }
+
+    /// Starts TOTP enrolment: the secret is shown this once; it becomes active after
+    /// `totp_confirm` with a valid code, and is never returned again.
+    pub fn totp_begin(&self, session: &Session) -> Result<TotpEnrolment> {
+        let user = self.user_by_id(session.user_id)?;
+        if user.totp_secret.is_some() {
+            return Err(invalid("totp", "already enrolled; an administrator must reset it first"));
+        }
+        let secret = totp::base32_encode(&rand::random::<[u8; 20]>());
+        self.db.with_conn(|c| {
+            c.execute("UPDATE identity_users SET totp_pending = ?2 WHERE id = ?1", params![user.id, secret])
+        })?;
+        let otpauth_uri = totp::otpauth_uri("tingzhen", &user.username, &secret);
+        Ok(TotpEnrolment { secret, otpauth_uri })
+    }
+
+    pub fn totp_confirm(&self, session: &Session, code: &str) -> Result<()> {
+        let pending: Option<String> = self.db.with_conn(|c| {
+            c.query_row("SELECT totp_pending FROM identity_users WHERE id = ?1", [session.user_id], |r| r.get(0))
+        })?;
+        let Some(pending) = pending else { return Err(IdentityError::Denied(Msg::TotpNotPending)) };
+        let key = totp::base32_decode(&pending).unwrap_or_default();
+        let Some(step) = totp::check(&key, code, self.now_ms() / 1000) else {
+            self.record(&session.actor(), events::TOTP_ENROL, Outcome::Failure, "wrong one-time code")?;
+            return Err(IdentityError::Denied(Msg::TotpWrong));
+        };
+        self.db.with_conn(|c| {
+            c.execute(
+                "UPDATE identity_users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?2 WHERE id = ?1",
+                params![session.user_id, step],
+            )
+        })?;
+        self.record(&session.actor(), events::TOTP_ENROL, Outcome::Success, "two-factor authentication enrolled")
+    }
+}

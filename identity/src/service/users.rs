@@ -1,0 +1,474 @@
+//! Account management: create, update, role bindings, password reset, bulk disable / enable /
+//! cancel / unfreeze, search, the disabled-user and permission reports, login durations.
+//! Callers check `Permission::ManageUsers` (or `ViewAudit`) first; these functions audit.
+
+use super::access::AccessWindow;
+use super::{Actor, Identity, IdentityError, Result, invalid};
+use crate::audit::{Outcome, events};
+use crate::roles::{ALL_CAMPUSES, Role, RoleBinding};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use tingzhen_core::db::rusqlite;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    #[serde(default)]
+    pub display_name: String,
+    /// The initial password; the user must change it at first login.
+    pub password: String,
+    #[serde(default)]
+    pub roles: Vec<RoleBinding>,
+    #[serde(default)]
+    pub valid_until_ms: Option<i64>,
+    #[serde(default)]
+    pub access_windows: Vec<AccessWindow>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub display_name: Option<String>,
+    /// `Some(None)` (JSON `null`) removes the validity limit.
+    #[serde(default, with = "double_option")]
+    pub valid_until_ms: Option<Option<i64>>,
+    pub access_windows: Option<Vec<AccessWindow>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+        Option::<i64>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BulkAction {
+    Disable,
+    Enable,
+    /// Cancel (注销) an account for good: it can never sign in or be re-enabled.
+    Cancel,
+    /// Lift a lockout before it runs out.
+    Unfreeze,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkResult {
+    pub username: String,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFilter {
+    /// Fuzzy match on user name or display name.
+    pub q: Option<String>,
+    /// `active`, `disabled`, `cancelled` or `locked`.
+    pub status: Option<String>,
+    pub created_from_ms: Option<i64>,
+    pub created_to_ms: Option<i64>,
+    pub last_login_from_ms: Option<i64>,
+    pub last_login_to_ms: Option<i64>,
+    pub changed_from_ms: Option<i64>,
+    pub changed_to_ms: Option<i64>,
+    pub min_logins: Option<i64>,
+    pub max_logins: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserSummary {
+    pub username: String,
+    pub display_name: String,
+    pub status: String,
+    pub locked_until_ms: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub last_login_ms: Option<i64>,
+    pub login_count: i64,
+    pub valid_until_ms: Option<i64>,
+    pub password_changed_ms: i64,
+    pub totp_enrolled: bool,
+    pub access_windows: Vec<AccessWindow>,
+    pub roles: Vec<RoleBinding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PermissionReport {
+    pub username: String,
+    pub status: String,
+    pub roles: Vec<RoleBinding>,
+    /// Each permission with the campuses it applies to.
+    pub permissions: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginDuration {
+    pub username: String,
+    pub source_ip: String,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    pub end_reason: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+fn check_username(u: &str) -> Result<()> {
+    if u.is_empty() || u.len() > 64 || !u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b)) {
+        return Err(invalid("username", "must be 1–64 characters of letters, digits, '.', '_', '-', '@'"));
+    }
+    Ok(())
+}
+
+fn check_bindings(roles: &[RoleBinding]) -> Result<()> {
+    for b in roles {
+        let c = b.campus.trim();
+        if c.is_empty() || c.len() > 64 || (c.contains('*') && c != ALL_CAMPUSES) {
+            return Err(invalid("roles.campus", format!("{:?} is not a campus name or \"*\"", b.campus)));
+        }
+    }
+    Ok(())
+}
+
+fn describe(roles: &[RoleBinding]) -> String {
+    if roles.is_empty() {
+        return "(none)".into();
+    }
+    roles.iter().map(|b| format!("{}@{}", b.role.as_str(), b.campus)).collect::<Vec<_>>().join(", ")
+}
+
+impl Identity {
+    fn user_id(&self, username: &str) -> Result<(i64, String, String)> {
+        self.db
+            .with_conn(|c| {
+                c.query_row("SELECT id, username, status FROM identity_users WHERE username = ?1", [username], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })?
+            .ok_or_else(|| IdentityError::NotFound(username.to_string()))
+    }
+
+    pub fn create_user(&self, actor: &Actor, u: &NewUser) -> Result<()> {
+        let username = u.username.trim();
+        check_username(username)?;
+        check_bindings(&u.roles)?;
+        for w in &u.access_windows {
+            w.validate()?;
+        }
+        let violations = self.policy.violations(username, &u.password);
+        if !violations.is_empty() {
+            return Err(IdentityError::Policy(violations));
+        }
+        let hash = self.policy.hash(&u.password)?;
+        let now = self.now_ms();
+        let windows = serde_json::to_string(&u.access_windows).unwrap_or_else(|_| "[]".into());
+        let created = self.db.with_conn(|c| -> rusqlite::Result<bool> {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT INTO identity_users (username, display_name, password_hash, password_changed_ms, must_change,
+                 created_ms, updated_ms, valid_until_ms, access_windows)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?4, ?4, ?5, ?6) ON CONFLICT(username) DO NOTHING",
+                params![username, u.display_name.trim(), hash, now, u.valid_until_ms, windows],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let id = tx.last_insert_rowid();
+            for b in &u.roles {
+                tx.execute(
+                    "INSERT OR IGNORE INTO identity_role_bindings (user_id, role, campus) VALUES (?1, ?2, ?3)",
+                    params![id, b.role.as_str(), b.campus.trim()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })?;
+        if !created {
+            return Err(IdentityError::Exists(username.to_string()));
+        }
+        self.record(
+            actor,
+            events::USER_CREATE,
+            Outcome::Success,
+            format!("user {username}; roles {}", describe(&u.roles)),
+        )
+    }
+
+    /// The first administrator, for a fresh install: created only when no user exists yet.
+    /// Returns `false` if there already are users.
+    pub fn bootstrap_admin(&self, actor: &Actor, username: &str, password: &str) -> Result<bool> {
+        let count: i64 = self.db.with_conn(|c| c.query_row("SELECT COUNT(*) FROM identity_users", [], |r| r.get(0)))?;
+        if count > 0 {
+            return Ok(false);
+        }
+        let roles = vec![RoleBinding { role: Role::Admin, campus: ALL_CAMPUSES.into() }];
+        self.create_user(
+            actor,
+            &NewUser {
+                username: username.into(),
+                display_name: String::new(),
+                password: password.into(),
+                roles,
+                valid_until_ms: None,
+                access_windows: Vec::new(),
+            },
+        )?;
+        Ok(true)
+    }
+
+    pub fn update_user(&self, actor: &Actor, username: &str, u: &UserUpdate) -> Result<()> {
+        let (id, name, _) = self.user_id(username)?;
+        if let Some(ws) = &u.access_windows {
+            for w in ws {
+                w.validate()?;
+            }
+        }
+        let now = self.now_ms();
+        let mut changes = Vec::new();
+        self.db.with_conn(|c| -> rusqlite::Result<()> {
+            let tx = c.transaction()?;
+            if let Some(d) = &u.display_name {
+                tx.execute("UPDATE identity_users SET display_name = ?2 WHERE id = ?1", params![id, d.trim()])?;
+                changes.push("display name".to_string());
+            }
+            if let Some(v) = u.valid_until_ms {
+                tx.execute("UPDATE identity_users SET valid_until_ms = ?2 WHERE id = ?1", params![id, v])?;
+                changes.push(format!("valid until {v:?}"));
+            }
+            if let Some(ws) = &u.access_windows {
+                let json = serde_json::to_string(ws).unwrap_or_else(|_| "[]".into());
+                tx.execute("UPDATE identity_users SET access_windows = ?2 WHERE id = ?1", params![id, json])?;
+                changes.push(format!("access windows {json}"));
+            }
+            tx.execute("UPDATE identity_users SET updated_ms = ?2 WHERE id = ?1", params![id, now])?;
+            tx.commit()
+        })?;
+        self.record(actor, events::USER_UPDATE, Outcome::Success, format!("user {name}: {}", changes.join("; ")))
+    }
+
+    /// Replaces a user's role bindings; the audit record names old and new bindings and the maintainer.
+    pub fn set_roles(&self, actor: &Actor, username: &str, roles: &[RoleBinding]) -> Result<()> {
+        check_bindings(roles)?;
+        let (id, name, _) = self.user_id(username)?;
+        let old = self.bindings_of(id)?;
+        let now = self.now_ms();
+        self.db.with_conn(|c| -> rusqlite::Result<()> {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM identity_role_bindings WHERE user_id = ?1", [id])?;
+            for b in roles {
+                tx.execute(
+                    "INSERT OR IGNORE INTO identity_role_bindings (user_id, role, campus) VALUES (?1, ?2, ?3)",
+                    params![id, b.role.as_str(), b.campus.trim()],
+                )?;
+            }
+            tx.execute("UPDATE identity_users SET updated_ms = ?2 WHERE id = ?1", params![id, now])?;
+            tx.commit()
+        })?;
+        self.record(
+            actor,
+            events::PERMISSION_CHANGE,
+            Outcome::Success,
+            format!("user {name}: roles {} -> {} by {}", describe(&old), describe(roles), actor.name),
+        )
+    }
+
+    /// An administrator sets a new initial password; the user must change it at next login.
+    pub fn reset_password(&self, actor: &Actor, username: &str, password: &str) -> Result<()> {
+        let (id, name, _) = self.user_id(username)?;
+        self.set_password(actor, id, &name, password, true)
+    }
+
+    /// Applies one action to each named user; one failure does not stop the others.
+    pub fn bulk(&self, actor: &Actor, action: BulkAction, usernames: &[String]) -> Result<Vec<BulkResult>> {
+        let mut out = Vec::new();
+        for u in usernames {
+            let r = self.apply(actor, action, u);
+            out.push(BulkResult { username: u.clone(), ok: r.is_ok(), error: r.err().map(|e| e.to_string()) });
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, actor: &Actor, action: BulkAction, username: &str) -> Result<()> {
+        let (id, name, status) = self.user_id(username)?;
+        let now = self.now_ms();
+        let new_status = match action {
+            BulkAction::Unfreeze => {
+                self.db.with_conn(|c| {
+                    c.execute("DELETE FROM identity_login_failures WHERE username_lc = ?1", [name.to_lowercase()])
+                })?;
+                return self.record(
+                    actor,
+                    events::UNLOCK,
+                    Outcome::Success,
+                    format!("user {name} unfrozen by {}", actor.name),
+                );
+            }
+            _ if status == "cancelled" => return Err(invalid("status", format!("{name} is cancelled for good"))),
+            BulkAction::Disable => "disabled",
+            BulkAction::Enable => "active",
+            BulkAction::Cancel => "cancelled",
+        };
+        self.db.with_conn(|c| -> rusqlite::Result<()> {
+            c.execute("UPDATE identity_users SET status = ?2, updated_ms = ?3 WHERE id = ?1", params![id, new_status, now])?;
+            if new_status != "active" {
+                c.execute(
+                    "UPDATE identity_sessions SET ended_ms = ?2, end_reason = 'account disabled' WHERE user_id = ?1 AND ended_ms IS NULL",
+                    params![id, now],
+                )?;
+            }
+            Ok(())
+        })?;
+        self.record(actor, events::USER_STATUS, Outcome::Success, format!("user {name}: {status} -> {new_status}"))
+    }
+
+    pub fn search(&self, f: &UserFilter) -> Result<Vec<UserSummary>> {
+        let now = self.now_ms();
+        let mut sql = String::from(
+            "SELECT u.id, u.username, u.display_name, u.status, l.locked_until_ms, u.created_ms, u.updated_ms,
+                    u.last_login_ms, u.login_count, u.valid_until_ms, u.password_changed_ms, u.totp_secret IS NOT NULL,
+                    u.access_windows
+             FROM identity_users u LEFT JOIN identity_login_failures l ON l.username_lc = lower(u.username) WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut add = |cond: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            let pat = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            add(" AND (u.username LIKE ? ESCAPE '\\'", pat.clone().into());
+            add(" OR u.display_name LIKE ? ESCAPE '\\')", pat.into());
+        }
+        match f.status.as_deref() {
+            None | Some("") => {}
+            Some("locked") => add(" AND l.locked_until_ms > ?", now.into()),
+            Some(s @ ("active" | "disabled" | "cancelled")) => add(" AND u.status = ?", s.to_string().into()),
+            Some(other) => {
+                return Err(invalid("status", format!("{other:?} is not active, disabled, cancelled or locked")));
+            }
+        }
+        for (v, cond) in [
+            (f.created_from_ms, " AND u.created_ms >= ?"),
+            (f.created_to_ms, " AND u.created_ms < ?"),
+            (f.last_login_from_ms, " AND u.last_login_ms >= ?"),
+            (f.last_login_to_ms, " AND u.last_login_ms < ?"),
+            (f.changed_from_ms, " AND u.updated_ms >= ?"),
+            (f.changed_to_ms, " AND u.updated_ms < ?"),
+            (f.min_logins, " AND u.login_count >= ?"),
+            (f.max_logins, " AND u.login_count <= ?"),
+        ] {
+            if let Some(v) = v {
+                add(cond, v.into());
+            }
+        }
+        sql.push_str(" ORDER BY u.username");
+        let rows = self.db.with_conn(|c| -> rusqlite::Result<Vec<(i64, UserSummary)>> {
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                let windows: String = r.get(12)?;
+                Ok((
+                    r.get(0)?,
+                    UserSummary {
+                        username: r.get(1)?,
+                        display_name: r.get(2)?,
+                        status: r.get(3)?,
+                        locked_until_ms: r.get::<_, Option<i64>>(4)?.filter(|t| *t > now),
+                        created_ms: r.get(5)?,
+                        updated_ms: r.get(6)?,
+                        last_login_ms: r.get(7)?,
+                        login_count: r.get(8)?,
+                        valid_until_ms: r.get(9)?,
+                        password_changed_ms: r.get(10)?,
+                        totp_enrolled: r.get(11)?,
+                        access_windows: serde_json::from_str(&windows).unwrap_or_default(),
+                        roles: Vec::new(),
+                    },
+                ))
+            })?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(id, mut s)| {
+                s.roles = self.bindings_of(id)?;
+                Ok(s)
+            })
+            .collect()
+    }
+
+    /// Disabled and cancelled accounts.
+    pub fn report_disabled(&self, actor: &Actor) -> Result<Vec<UserSummary>> {
+        let mut out = self.search(&UserFilter { status: Some("disabled".into()), ..Default::default() })?;
+        out.extend(self.search(&UserFilter { status: Some("cancelled".into()), ..Default::default() })?);
+        self.record(actor, events::REPORT_VIEW, Outcome::Success, "disabled-user report")?;
+        Ok(out)
+    }
+
+    /// Every user's roles and the permissions they amount to, per campus.
+    pub fn report_permissions(&self, actor: &Actor) -> Result<Vec<PermissionReport>> {
+        let users = self.search(&UserFilter::default())?;
+        self.record(actor, events::REPORT_VIEW, Outcome::Success, "permission report")?;
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let permissions = crate::roles::Permission::ALL
+                    .into_iter()
+                    .filter_map(|p| {
+                        let campuses: Vec<String> = u
+                            .roles
+                            .iter()
+                            .filter(|b| b.role.grants(p) && (!p.is_global() || b.campus == ALL_CAMPUSES))
+                            .map(|b| b.campus.clone())
+                            .collect();
+                        (!campuses.is_empty()).then(|| (format!("{p:?}"), campuses))
+                    })
+                    .collect();
+                PermissionReport { username: u.username, status: u.status, roles: u.roles, permissions }
+            })
+            .collect())
+    }
+
+    /// Session start/end pairs (login durations) in `[from_ms, to_ms)`, newest first.
+    pub fn login_durations(
+        &self,
+        username: Option<&str>,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<LoginDuration>> {
+        Ok(self.db.with_conn(|c| -> rusqlite::Result<Vec<LoginDuration>> {
+            let mut st = c.prepare(
+                "SELECT u.username, s.source_ip, s.created_ms, s.ended_ms, s.end_reason
+                 FROM identity_sessions s JOIN identity_users u ON u.id = s.user_id
+                 WHERE (?1 IS NULL OR u.username = ?1) AND (?2 IS NULL OR s.created_ms >= ?2) AND (?3 IS NULL OR s.created_ms < ?3)
+                 ORDER BY s.created_ms DESC LIMIT 10000",
+            )?;
+            let rows = st.query_map(params![username, from_ms, to_ms], |r| {
+                let start: i64 = r.get(2)?;
+                let end: Option<i64> = r.get(3)?;
+                Ok(LoginDuration {
+                    username: r.get(0)?,
+                    source_ip: r.get(1)?,
+                    start_ms: start,
+                    end_ms: end,
+                    end_reason: r.get(4)?,
+                    duration_ms: end.map(|e| e - start),
+                })
+            })?;
+            rows.collect()
+        })?)
+    }
+
+    /// Ends every session of a user, e.g. after a role change so new rights apply at once.
+    pub fn end_sessions_of(&self, username: &str, reason: &str) -> Result<()> {
+        let (id, _, _) = self.user_id(username)?;
+        let now = self.now_ms();
+        self.db.with_conn(|c| {
+            c.execute(
+                "UPDATE identity_sessions SET ended_ms = ?2, end_reason = ?3 WHERE user_id = ?1 AND ended_ms IS NULL",
+                params![id, now, reason],
+            )
+        })?;
+        Ok(())
+    }
+}
