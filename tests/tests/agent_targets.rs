@@ -616,3 +616,96 @@ interval = "1s"
     assert!(line.contains("authentication failed") && line.contains("ACCESS_REFUSED"), "{line}");
     assert!(!logs.contains("definitely-wrong"), "a password reached the log");
 }
+
+/// Our own MariaDB with performance_schema on (the machine's ships it off, and it cannot be
+/// switched on without a restart), in a temp data dir on a free port.
+fn start_mariadb(dir: &std::path::Path, port: u16) -> tingzhen_tests::process::Proc {
+    let data = dir.join("mariadb");
+    let out = Command::new("mariadb-install-db")
+        .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+        .arg(format!("--datadir={}", data.display()))
+        .output()
+        .expect("run mariadb-install-db (MariaDB server must be installed)");
+    assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut cmd = Command::new("mariadbd");
+    cmd.args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--performance-schema=ON", "--skip-log-bin"])
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--port={port}"))
+        .arg(format!("--socket={}", dir.join("mariadb.sock").display()))
+        .arg(format!("--pid-file={}", dir.join("mariadb.pid").display()));
+    let mut p = tingzhen_tests::process::Proc::spawn("mariadbd", cmd, &dir.join("logs"));
+    wait::until_60s("our MariaDB accepting connections", |last| {
+        p.assert_running();
+        let out = mysql(port, "SELECT 1").ok()?;
+        *last = out.clone();
+        (out.trim() == "1").then_some(())
+    });
+    p
+}
+
+fn mysql(port: u16, sql: &str) -> Result<String, String> {
+    let out = Command::new("mysql")
+        .args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-N", "-B", "-e", sql])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn mysql_top_sql_from_performance_schema_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = ports::free_port();
+    let _db = start_mariadb(dir.path(), port);
+    let coll = Collector::start_default();
+    let token = coll.create_token("mysql-agent", "ingest,query", None);
+    let toml = format!(
+        r#"
+[[targets]]
+name = "lis-mysql-ps"
+type = "mysql"
+address = "127.0.0.1:{port}"
+system = "LIS"
+interval = "2s"
+top_sql = 5
+"#
+    );
+    let agent = Agent::start(AgentOpts {
+        collector: Some(coll.base_url()),
+        token: Some(token.clone()),
+        interval: Some("1s".into()),
+        config_toml: Some(toml),
+        ..Default::default()
+    });
+    wait::until_60s("mysql_up 1 with performance_schema on", |last| {
+        let p = agent.scrape();
+        let got = (
+            sample(&p, "mysql_up", "lis-mysql-ps", &[]),
+            sample(&p, "mysql_global_variables_performance_schema", "lis-mysql-ps", &[]),
+        );
+        *last = format!("{got:?}");
+        (got == (Some(1.0), Some(1.0))).then_some(())
+    });
+    let host = hostname();
+    let entry = wait::until_60s("SLEEP in top SQL from performance_schema digests", |last| {
+        mysql(port, "SELECT SLEEP(1.2), 'tz_marker_literal'").expect("slow query");
+        let r = coll
+            .http()
+            .get(&coll.url("/api/v1/db/top-sql"), Some(&token), &[("host", host.as_str()), ("target", "lis-mysql-ps")])
+            .ok()?;
+        *last = format!("{} {}", r.status, &r.body[..r.body.len().min(400)]);
+        r.json()["data"].as_array()?.iter().find_map(|snap| {
+            snap["statements"]
+                .as_array()?
+                .iter()
+                .find(|s| s["query"].as_str().unwrap_or("").to_uppercase().contains("SLEEP"))
+                .cloned()
+        })
+    });
+    assert!(entry["total_time_ms"].as_f64().unwrap() >= 1000.0, "{entry}");
+    assert!(entry["calls"].as_u64().unwrap() >= 1, "{entry}");
+    assert!(!entry["query"].as_str().unwrap().contains("tz_marker_literal"), "digests normalise literals: {entry}");
+    assert!(entry["query_id"].as_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()), "{entry}");
+}
