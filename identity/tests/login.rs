@@ -1,0 +1,197 @@
+//! Login, captcha, lockout, sessions, CSRF, anti-replay and TOTP through the HTTP router.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+use tingzhen_identity::IdentityConfig;
+use tingzhen_identity::totp::{TotpAlgorithm, base32_decode, totp};
+
+#[test]
+fn captcha_required_after_one_failure_and_single_use() {
+    let e = env();
+    e.user("alice", json!([{"role": "viewer", "campus": "A"}]));
+    let mut c = e.client();
+    // First attempt needs no captcha; the wrong password makes the next one need it.
+    let r = c.login("alice", "Wrong-pass-123!");
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.code(), "login_invalid");
+    assert_eq!(r.body["captcha_required"], json!(true));
+    // Right password without captcha: refused.
+    let r = c.login("alice", GOOD_PW);
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "captcha_required"));
+    // A captcha image, then a wrong answer: refused and the captcha is used up.
+    let cap = c.get("/api/v1/auth/captcha");
+    assert_eq!(cap.status, StatusCode::OK);
+    assert!(cap.body["data"]["image"].as_str().unwrap().starts_with("data:image/png;base64,iVBORw0KGgo"));
+    let id = cap.body["data"]["id"].as_str().unwrap().to_string();
+    let answer = e.captcha_answer(&id);
+    let r = c.login_with(json!({"username": "alice", "password": GOOD_PW, "captcha_id": id, "captcha_answer": "XXXXX"}));
+    assert_eq!(r.code(), "captcha_wrong");
+    let r = c.login_with(json!({"username": "alice", "password": GOOD_PW, "captcha_id": id, "captcha_answer": answer}));
+    assert_eq!(r.code(), "captcha_wrong", "a captcha is single-use even after a wrong guess");
+    // A fresh captcha answered right (case-insensitive) lets the right password in, once.
+    let id2 = c.get("/api/v1/auth/captcha").body["data"]["id"].as_str().unwrap().to_string();
+    let answer2 = e.captcha_answer(&id2).to_lowercase();
+    let body = json!({"username": "alice", "password": GOOD_PW, "captcha_id": id2, "captcha_answer": answer2});
+    let r = c.login_with(body.clone());
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // After a success the counter resets: no captcha needed, and the used one is gone anyway.
+    let mut c2 = e.client();
+    assert_eq!(c2.login("alice", GOOD_PW).status, StatusCode::OK);
+    let mut c3 = e.client();
+    c3.login("alice", "Wrong-pass-123!");
+    assert_eq!(c3.login_with(body).code(), "captcha_wrong", "replaying a used captcha fails");
+}
+
+#[test]
+fn lockout_after_n_failures_and_automatic_unlock_after_m_minutes() {
+    let cfg = IdentityConfig {
+        lockout_threshold: 3,
+        lockout_duration: "10m".parse().unwrap(),
+        captcha_after_failures: 100,
+        ..fast_config()
+    };
+    let e = env_with(cfg);
+    e.user("bob", json!([{"role": "viewer"}]));
+    let mut c = e.client();
+    for _ in 0..2 {
+        assert_eq!(c.login("bob", "Wrong-pass-123!").code(), "login_invalid");
+    }
+    let r = c.login("bob", "Wrong-pass-123!");
+    assert_eq!(r.code(), "account_locked");
+    assert!(r.body["message"].as_str().unwrap().contains("10 分钟"), "{}", r.body);
+    // Locked: even the right password is refused.
+    assert_eq!(c.login("bob", GOOD_PW).code(), "account_locked");
+    e.advance(Duration::from_secs(9 * 60));
+    let r = c.login("bob", GOOD_PW);
+    assert_eq!(r.code(), "account_locked");
+    assert!(r.body["message"].as_str().unwrap().contains("1 分钟"), "{}", r.body);
+    e.advance(Duration::from_secs(61));
+    assert_eq!(c.login("bob", GOOD_PW).status, StatusCode::OK);
+    // Lockout and unlock are audited.
+    let log = e.id.audit_log().query(&Default::default()).unwrap();
+    assert!(log.iter().any(|r| r.event == "lockout" && r.actor == "bob"));
+    assert!(log.iter().any(|r| r.event == "unlock" && r.detail.contains("automatic")));
+    assert!(log.iter().any(|r| r.event == "login" && r.outcome == "refused" && r.detail == "account locked"));
+}
+
+#[test]
+fn unknown_accounts_behave_like_known_ones() {
+    let e = env();
+    let mut c = e.client();
+    let r = c.login("nobody", "Wrong-pass-123!");
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "login_invalid"));
+    assert_eq!(c.login("nobody", "Wrong-pass-123!").code(), "captcha_required");
+}
+
+#[test]
+fn session_idle_timeout_ends_the_session() {
+    let e = env(); // default idle timeout: 15 minutes
+    let mut c = e.user("carol", json!([{"role": "viewer"}]));
+    e.advance(Duration::from_secs(14 * 60));
+    assert_eq!(c.get("/api/v1/auth/session").status, StatusCode::OK, "activity resets the idle clock");
+    e.advance(Duration::from_secs(14 * 60));
+    assert_eq!(c.get("/api/v1/auth/session").status, StatusCode::OK);
+    e.advance(Duration::from_secs(15 * 60 + 1));
+    let r = c.get("/api/v1/auth/session");
+    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "session_expired"));
+    let r = c.get("/api/v1/auth/session");
+    assert_eq!(r.code(), "not_logged_in", "an expired session stays ended");
+    let d = e.id.login_durations(Some("carol"), None, None).unwrap();
+    let idle = d.iter().find(|d| d.end_reason.as_deref() == Some("idle timeout")).unwrap();
+    assert_eq!(idle.duration_ms, Some((28 + 15) * 60_000), "ends at last activity + timeout");
+}
+
+#[test]
+fn csrf_token_missing_or_wrong_is_403() {
+    let e = env();
+    let mut c = e.user("dave", json!([{"role": "admin"}]));
+    let nonce = c.fresh_nonce();
+    let ts = c.clock_ms().to_string();
+    let r = c.send_raw(
+        Method::POST,
+        "/api/v1/auth/logout",
+        None,
+        vec![("x-request-nonce".into(), nonce), ("x-request-timestamp".into(), ts.clone())],
+    );
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "csrf_missing"));
+    let nonce = c.fresh_nonce();
+    let r = c.send_raw(
+        Method::POST,
+        "/api/v1/auth/logout",
+        None,
+        vec![("x-csrf-token".into(), "0".repeat(64)), ("x-request-nonce".into(), nonce), ("x-request-timestamp".into(), ts)],
+    );
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "csrf_missing"));
+    // GET needs no token; the session is still alive.
+    assert_eq!(c.get("/api/v1/auth/session").status, StatusCode::OK);
+    assert_eq!(c.post("/api/v1/auth/logout", json!(null)).status, StatusCode::OK);
+    assert_eq!(c.get("/api/v1/auth/session").code(), "not_logged_in");
+}
+
+#[test]
+fn replayed_or_stale_requests_are_refused() {
+    let e = env();
+    let mut c = e.user("erin", json!([{"role": "admin"}]));
+    let csrf = c.csrf.clone().unwrap();
+    let headers = vec![
+        ("x-csrf-token".to_string(), csrf.clone()),
+        ("x-request-nonce".to_string(), "replay-test-nonce-0001".to_string()),
+        ("x-request-timestamp".to_string(), c.clock_ms().to_string()),
+    ];
+    let body = json!({"username": "frank", "password": ADMIN_PW, "roles": [{"role": "viewer"}]});
+    let r = c.send_raw(Method::POST, "/api/v1/users", Some(body.clone()), headers.clone());
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = c.send_raw(Method::POST, "/api/v1/users", Some(body.clone()), headers);
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "replay_refused"));
+    // A timestamp outside the 5-minute window is refused even with a new nonce.
+    let stale = vec![
+        ("x-csrf-token".to_string(), csrf.clone()),
+        ("x-request-nonce".to_string(), "replay-test-nonce-0002".to_string()),
+        ("x-request-timestamp".to_string(), (c.clock_ms() - 6 * 60_000).to_string()),
+    ];
+    assert_eq!(c.send_raw(Method::POST, "/api/v1/users", Some(body.clone()), stale).code(), "replay_refused");
+    let none = vec![("x-csrf-token".to_string(), csrf)];
+    assert_eq!(c.send_raw(Method::POST, "/api/v1/users", Some(body), none).code(), "replay_refused");
+}
+
+fn code_at(secret: &str, ms: i64) -> String {
+    format!("{:06}", totp(TotpAlgorithm::Sha1, &base32_decode(secret).unwrap(), ms / 1000, 30, 6))
+}
+
+#[test]
+fn totp_required_per_role_enrolment_and_login() {
+    let cfg = IdentityConfig { totp_required_roles: vec![tingzhen_identity::Role::Ops], ..fast_config() };
+    let e = env_with(cfg);
+    let mut ops = e.user("grace", json!([{"role": "ops"}]));
+    // Until enrolled the session can do nothing but enrol.
+    let s = ops.get("/api/v1/auth/session");
+    assert_eq!(s.body["data"]["restriction"], json!("totp_enrolment"));
+    let en = ops.post("/api/v1/auth/totp/enroll", json!(null));
+    assert_eq!(en.status, StatusCode::OK, "{}", en.body);
+    let secret = en.body["data"]["secret"].as_str().unwrap().to_string();
+    assert!(en.body["data"]["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/tingzhen:grace?secret="));
+    let wrong = ops.post("/api/v1/auth/totp/confirm", json!({"code": "000000"}));
+    assert_eq!(wrong.code(), "totp_wrong");
+    let ok = ops.post("/api/v1/auth/totp/confirm", json!({"code": code_at(&secret, ops.clock_ms())}));
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    // The secret is never shown again.
+    assert_eq!(ops.post("/api/v1/auth/totp/enroll", json!(null)).status, StatusCode::BAD_REQUEST);
+    assert!(!e.id.search(&Default::default()).unwrap().iter().any(|u| serde_json::to_string(u).unwrap().contains(&secret)));
+    e.advance(Duration::from_secs(60));
+    let mut c = e.client();
+    assert_eq!(c.login("grace", GOOD_PW).code(), "totp_required");
+    let now = c.clock_ms();
+    let mut c = e.client();
+    let body = json!({"username": "grace", "password": GOOD_PW, "totp": code_at(&secret, now), "captcha_id": null});
+    // The refusal above counted as no failure (password was right), so no captcha is needed.
+    let r = c.login_with(body.clone());
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["data"]["restriction"], json!(null));
+    // The same code cannot be used twice.
+    let mut c2 = e.client();
+    assert_eq!(c2.login_with(body).code(), "totp_wrong");
+}
