@@ -1,0 +1,199 @@
+//! A batch of events into the flows: each event is checked on its own (a bad one is answered
+//! with its index and reason, the good ones are kept), then all new events, the touched keys'
+//! states, traffic and interface volume go into SQLite in one transaction; memory and counters
+//! change only after it commits, so a failed commit leaves nothing half-applied. Duplicates
+//! (same flow, key, step, time and status) are recognised by the events table's primary key.
+
+use super::engine::{Applied, KeyState};
+use super::event::Event;
+use super::model::Compiled;
+use super::{FlowError, Flows, State, store};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Rejected {
+    pub index: usize,
+    pub error: String,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct IngestReport {
+    /// New events stored.
+    pub accepted: usize,
+    /// Events already stored before (idempotent repeats).
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+struct Touched {
+    state: KeyState,
+    status: String,
+    closed_step: Option<String>,
+}
+
+struct Effect {
+    event: Event,
+    step: u8,
+    applied: Applied,
+    campus: Arc<str>,
+    closed_now: bool,
+}
+
+impl Flows {
+    /// Ingests decoded events (or their decoding errors, which become rejections at their
+    /// index). Blocking.
+    pub fn ingest(&self, batch: Vec<Result<Event, String>>) -> Result<IngestReport, FlowError> {
+        let now = (self.clock)();
+        let models = self.models.read().clone();
+        let mut report = IngestReport::default();
+        let mut valid: Vec<(Event, Arc<Compiled>, u8)> = Vec::with_capacity(batch.len());
+        for (index, item) in batch.into_iter().enumerate() {
+            let checked = item.and_then(|e| {
+                e.check_time(now)?;
+                let model =
+                    models.get(&e.flow).ok_or_else(|| format!("flow: {:?} is not a known flow model", e.flow))?;
+                let step = model.step_of(&e.step).ok_or_else(|| {
+                    let names: Vec<&str> = model.steps().iter().map(|s| s.name.as_str()).collect();
+                    format!("step: {:?} is not a step of flow {:?} (steps: {})", e.step, e.flow, names.join(", "))
+                })?;
+                Ok((e, model.clone(), step))
+            });
+            match checked {
+                Ok(v) => valid.push(v),
+                Err(error) => report.rejected.push(Rejected { index, error }),
+            }
+        }
+        if valid.is_empty() {
+            return Ok(report);
+        }
+        let mut st = self.state.lock();
+        let (touched, effects, duplicates) = self.db.with_conn(|c| {
+            let tx = c.transaction()?;
+            let mut touched: HashMap<(String, String), Touched> = HashMap::new();
+            let mut effects = Vec::new();
+            let mut duplicates = 0;
+            for (event, model, step) in valid {
+                if !store::insert_event(&tx, &event, now)? {
+                    duplicates += 1;
+                    continue;
+                }
+                let id = (event.flow.clone(), event.key.clone());
+                if !touched.contains_key(&id) {
+                    let t = find_key(&mut st, &tx, &event, &model)?;
+                    touched.insert(id.clone(), t);
+                }
+                let t = touched.get_mut(&id).expect("inserted above");
+                let system = st.intern(&event.system);
+                let applied = t.state.apply(&model, step, &event, system);
+                let mut closed_now = false;
+                if let Some(c) = applied.closed_by
+                    && t.status != "completed"
+                {
+                    t.status = "completed".into();
+                    t.closed_step = Some(model.steps()[c as usize].name.clone());
+                    closed_now = true;
+                } else if t.status == "expired" {
+                    // A late event revives an expired key: it is plainly still moving.
+                    t.status = "open".into();
+                }
+                let src = applied.previous_system.as_deref().unwrap_or("").to_string();
+                store::add_traffic(&tx, event.time_ms, &event.flow, &event.campus, &src, &event.system, event.ok)?;
+                if let Some(iface) = st.registry.resolve(event.interface.as_deref(), &event.system, &event.campus) {
+                    store::add_volume(&tx, &iface.name.clone(), event.time_ms, 1)?;
+                }
+                effects.push(Effect { campus: t.state.campus.clone(), event, step, applied, closed_now });
+            }
+            for ((flow, key), t) in &touched {
+                store::save_key(&tx, flow, key, &t.status, t.closed_step.as_deref(), &t.state)?;
+            }
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>((touched, effects, duplicates))
+        })?;
+        report.duplicates = duplicates;
+        report.accepted = effects.len();
+        for ((flow, key), t) in touched {
+            let keys = st.keys.entry(flow).or_default();
+            if t.status == "open" {
+                keys.insert(key.into_boxed_str(), t.state);
+            } else {
+                keys.remove(key.as_str());
+            }
+        }
+        for fx in effects {
+            record_effect(&mut st, &models, fx);
+        }
+        Ok(report)
+    }
+
+    /// Adds messages pushed by an interface engine. Unknown interfaces are an error naming them.
+    pub fn add_interface_messages(&self, items: &[(String, u64, i64)]) -> Result<(), FlowError> {
+        let mut st = self.state.lock();
+        for (i, (name, _, _)) in items.iter().enumerate() {
+            if !st.registry.defs.contains_key(name) {
+                return Err(FlowError::Invalid(format!("[{i}].interface: {name:?} is not a registered interface")));
+            }
+        }
+        self.db.with_conn(|c| {
+            let tx = c.transaction()?;
+            for (name, n, t) in items {
+                store::add_volume(&tx, name, *t, *n)?;
+            }
+            tx.commit()
+        })?;
+        for (name, n, t) in items {
+            st.registry.saw(name, *t);
+            let def = st.registry.defs[name].clone();
+            let (i, s, c) = (st.intern(&def.name), st.intern(&def.system), st.intern(&def.campus));
+            st.metrics.interface_messages(&i, &s, &c, *n);
+        }
+        Ok(())
+    }
+}
+
+use tingzhen_core::db::rusqlite;
+
+fn find_key(st: &mut State, tx: &rusqlite::Transaction, event: &Event, model: &Compiled) -> rusqlite::Result<Touched> {
+    if let Some(k) = st.keys.get(&event.flow).and_then(|m| m.get(event.key.as_str())) {
+        return Ok(Touched { state: k.clone(), status: "open".into(), closed_step: None });
+    }
+    if let Some(row) = store::load_key(tx, &event.flow, &event.key)? {
+        let mut state = row.key_state;
+        state.campus = st.intern(&state.campus);
+        state.system = st.intern(&state.system);
+        return Ok(Touched { state, status: row.state, closed_step: row.closed_step });
+    }
+    let campus = st.intern(&event.campus);
+    let system = st.intern(&event.system);
+    Ok(Touched { state: KeyState::new(model, campus, system, event.time_ms), status: "open".into(), closed_step: None })
+}
+
+fn record_effect(st: &mut State, models: &HashMap<String, Arc<Compiled>>, fx: Effect) {
+    let Some(model) = models.get(&fx.event.flow) else { return };
+    let flow = st.intern(&fx.event.flow);
+    let step_name = st.intern(&model.steps()[fx.step as usize].name);
+    let system = st.intern(&fx.event.system);
+    let campus = fx.campus;
+    st.metrics.event(&flow, &step_name, &campus, &system, fx.event.ok);
+    if let Some(ms) = fx.applied.duration_ms {
+        st.metrics.duration(&flow, &step_name, &campus, ms);
+    }
+    if fx.applied.out_of_order {
+        st.metrics.anomaly(&flow, &step_name, &campus, "out_of_order");
+    }
+    for s in &fx.applied.skipped {
+        let skipped = st.intern(&model.steps()[*s as usize].name);
+        st.metrics.anomaly(&flow, &skipped, &campus, "skipped");
+    }
+    if fx.closed_now {
+        st.metrics.completion(&flow, &step_name, &campus);
+    }
+    let iface = st.registry.resolve(fx.event.interface.as_deref(), &fx.event.system, &fx.event.campus).cloned();
+    if let Some(def) = iface {
+        st.registry.saw(&def.name, fx.event.time_ms);
+        let (i, s, c) = (st.intern(&def.name), st.intern(&def.system), st.intern(&def.campus));
+        st.metrics.interface_messages(&i, &s, &c, 1);
+    }
+}

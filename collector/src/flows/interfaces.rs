@@ -1,0 +1,97 @@
+//! Interface services (MON-5): the registry (name, system, campus, endpoint, type, owner
+//! vendor) from TOML and the API, and in-memory message tracking. Volume comes from flow events
+//! (an event's `interface`, else the registered interface of its system and campus) and from
+//! counts pushed by interface engines. An interface watched during clinic hours that has seen
+//! no message for its `silence` window is reported as zero volume.
+
+use super::hours;
+use super::model::check_name;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use tingzhen_core::config::HumanDuration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceDef {
+    pub name: String,
+    pub system: String,
+    pub campus: String,
+    #[serde(default)]
+    pub endpoint: String,
+    /// HL7, HTTP, WebService, MQ, DB view …: free text for people, shown as is.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub vendor: String,
+    /// Check for zero volume during clinic hours (Mon–Fri 08:00–18:00 Asia/Shanghai). Default true.
+    #[serde(default = "yes")]
+    pub clinic_hours: bool,
+    /// How long without a message counts as zero volume. Default: `[flows] interface_silence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence: Option<HumanDuration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl InterfaceDef {
+    pub fn validate(&self) -> Result<(), String> {
+        check_name(&self.name).map_err(|e| format!("interface name: {e}"))?;
+        for (field, v) in [("system", &self.system), ("campus", &self.campus)] {
+            if v.trim().is_empty() {
+                return Err(format!("interface {:?}: {field}: must not be empty", self.name));
+            }
+        }
+        if self.silence.as_ref().is_some_and(|s| s.0.is_zero()) {
+            return Err(format!("interface {:?}: silence: must be longer than zero", self.name));
+        }
+        Ok(())
+    }
+}
+
+/// Registered interfaces and when each last carried a message.
+#[derive(Default)]
+pub struct Registry {
+    pub defs: BTreeMap<String, InterfaceDef>,
+    /// Latest message time; absent ones count from `watched_since`.
+    pub last_ms: HashMap<String, i64>,
+    pub watched_since: HashMap<String, i64>,
+}
+
+impl Registry {
+    pub fn put(&mut self, def: InterfaceDef, now_ms: i64) {
+        self.watched_since.entry(def.name.clone()).or_insert(now_ms);
+        self.defs.insert(def.name.clone(), def);
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.defs.remove(name);
+        self.last_ms.remove(name);
+        self.watched_since.remove(name);
+    }
+
+    /// The interface an event travelled through: the one it names, else the first registered
+    /// for its system and campus.
+    pub fn resolve(&self, named: Option<&str>, system: &str, campus: &str) -> Option<&InterfaceDef> {
+        match named {
+            Some(n) => self.defs.get(n),
+            None => self.defs.values().find(|d| d.system == system && d.campus == campus),
+        }
+    }
+
+    pub fn saw(&mut self, name: &str, time_ms: i64) {
+        let slot = self.last_ms.entry(name.to_string()).or_insert(time_ms);
+        *slot = (*slot).max(time_ms);
+    }
+
+    pub fn zero_volume(&self, def: &InterfaceDef, now_ms: i64, default_silence_ms: i64) -> bool {
+        if !def.clinic_hours || !hours::is_business_time(now_ms) {
+            return false;
+        }
+        let silence = def.silence.as_ref().map(|s| s.0.as_millis() as i64).unwrap_or(default_silence_ms);
+        let since =
+            self.last_ms.get(&def.name).or_else(|| self.watched_since.get(&def.name)).copied().unwrap_or(now_ms);
+        now_ms - since > silence
+    }
+}

@@ -1,0 +1,381 @@
+//! Business message flows (MON-6, MON-17) and interface services (MON-5): every step of every
+//! order, watched. `model` (flow models, validation), `hours` (the built-in working-hours
+//! rule), `event` (one event and its checks), `engine` (per-key state), `store` (SQLite),
+//! `ingest` (batches with per-event answers), `otlp` (OTLP/HTTP traces → events), `metrics`
+//! (`tingzhen_flow_*` series), `query` (timeline, funnel, overdue, map, interfaces),
+//! `interfaces` (the registry), `demo` (the traffic generator). [`Flows`] ties them together;
+//! the collector opens one and ticks it from its background loop.
+
+pub mod demo;
+pub mod engine;
+pub mod event;
+pub mod hours;
+mod ingest;
+pub mod interfaces;
+mod metrics;
+pub mod model;
+pub mod otlp;
+mod query;
+mod store;
+
+pub use ingest::IngestReport;
+pub use query::{TimeRange, shanghai as query_time};
+
+use crate::backend::Backend;
+use engine::KeyState;
+use interfaces::{InterfaceDef, Registry};
+use metrics::FlowMetrics;
+use model::{Compiled, FlowModel, ModelError};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tingzhen_core::config::HumanDuration;
+use tingzhen_core::db::{Db, DbError, rusqlite};
+
+/// The `[flows]` section of the server config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Directory of `*.toml` files with `[[flow]]` models and `[[interface]]` entries, loaded
+    /// at start (a changed model becomes a new version). None: models come from the API only.
+    pub models_dir: Option<String>,
+    /// Open keys with no event for this long expire (a model's `horizon` overrides). Default 7 days.
+    pub horizon: HumanDuration,
+    /// How often overdue/open gauges and counters are written and keys expired. Default 15 s.
+    pub tick: HumanDuration,
+    /// An interface with no message for this long during clinic hours is zero volume. Default 15 min.
+    pub interface_silence: HumanDuration,
+    /// How long events of closed keys, traffic and volume buckets are kept. Default 30 days.
+    pub retention: HumanDuration,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        Self {
+            models_dir: None,
+            horizon: HumanDuration::from_secs(7 * 86_400),
+            tick: HumanDuration::from_secs(15),
+            interface_silence: HumanDuration::from_secs(15 * 60),
+            retention: HumanDuration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+impl FlowsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, d) in [
+            ("flows.horizon", &self.horizon),
+            ("flows.tick", &self.tick),
+            ("flows.interface_silence", &self.interface_silence),
+            ("flows.retention", &self.retention),
+        ] {
+            if d.0 < Duration::from_secs(1) {
+                return Err(format!("{key}: must be at least 1s"));
+            }
+        }
+        if let Some(dir) = &self.models_dir
+            && !Path::new(dir).is_dir()
+        {
+            return Err(format!("flows.models_dir: {dir:?} is not a directory"));
+        }
+        Ok(())
+    }
+}
+
+/// A models file: any number of flows and interfaces.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelsFile {
+    #[serde(default)]
+    flow: Vec<FlowModel>,
+    #[serde(default)]
+    interface: Vec<InterfaceDef>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what} {name:?} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("flow store: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("flow store: {0}")]
+    Migrate(#[from] DbError),
+}
+
+/// Clock in Unix milliseconds; tests inject their own.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// In-memory state guarded by one lock: ingest batches and ticks are short and serialised.
+#[derive(Default)]
+struct State {
+    /// flow → key → state, open keys only.
+    keys: HashMap<String, HashMap<Box<str>, KeyState>>,
+    metrics: FlowMetrics,
+    /// Campus, system, flow and step names are few; sharing them keeps keys small.
+    interned: HashSet<Arc<str>>,
+    registry: Registry,
+    last_prune_ms: i64,
+}
+
+impl State {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.interned.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.interned.insert(a.clone());
+        a
+    }
+}
+
+pub struct Flows {
+    db: Arc<Db>,
+    backend: Backend,
+    config: RwLock<FlowsConfig>,
+    models: RwLock<HashMap<String, Arc<Compiled>>>,
+    state: Mutex<State>,
+    clock: Clock,
+}
+
+impl Flows {
+    /// Opens the flow store, loads models, interfaces and every open key. Blocking.
+    pub fn open(db: Arc<Db>, backend: Backend, config: FlowsConfig, clock: Clock) -> Result<Self, FlowError> {
+        db.migrate_component(store::COMPONENT, store::MIGRATIONS)?;
+        let flows = Self {
+            db,
+            backend,
+            config: RwLock::new(FlowsConfig::default()),
+            models: RwLock::new(HashMap::new()),
+            state: Mutex::new(State::default()),
+            clock,
+        };
+        let now = (flows.clock)();
+        let (models, interfaces) =
+            flows.db.with_conn(|c| Ok::<_, FlowError>((store::current_models(c)?, store::interfaces(c)?)))?;
+        {
+            let mut m = flows.models.write();
+            for s in models {
+                m.insert(s.model.name.clone(), Arc::new(Compiled::new(s.model, s.version)?));
+            }
+        }
+        {
+            let mut st = flows.state.lock();
+            for (json, _) in interfaces {
+                let def: InterfaceDef =
+                    serde_json::from_str(&json).map_err(|e| FlowError::Invalid(format!("stored interface: {e}")))?;
+                st.registry.put(def, now);
+            }
+            let volumes = flows.db.with_conn(|c| store::volumes(c, now, now))?;
+            for (name, _, last_bucket) in volumes {
+                st.registry.saw(&name, last_bucket);
+            }
+        }
+        flows.reload_open_keys()?;
+        flows.configure(config)?;
+        Ok(flows)
+    }
+
+    fn reload_open_keys(&self) -> Result<(), FlowError> {
+        let rows = self.db.with_conn(|c| store::open_keys(c))?;
+        let models = self.models.read();
+        let mut st = self.state.lock();
+        st.keys.clear();
+        for row in rows {
+            let mut ks = row.key_state;
+            ks.campus = st.intern(&ks.campus);
+            ks.system = st.intern(&ks.system);
+            if let Some(m) = models.get(&row.flow) {
+                ks.recompute_due(m);
+            }
+            st.keys.entry(row.flow).or_default().insert(row.key.into_boxed_str(), ks);
+        }
+        Ok(())
+    }
+
+    /// Applies a `[flows]` section: settings, then the models directory. Blocking.
+    pub fn configure(&self, config: FlowsConfig) -> Result<(), FlowError> {
+        config.validate().map_err(FlowError::Invalid)?;
+        if let Some(dir) = &config.models_dir {
+            self.load_dir(Path::new(dir))?;
+        }
+        *self.config.write() = config;
+        Ok(())
+    }
+
+    /// Loads every `*.toml` in `dir` (sorted by name). A file's error names the file and field.
+    pub fn load_dir(&self, dir: &Path) -> Result<(), FlowError> {
+        let file_err = |p: &Path, reason: String| FlowError::File { path: p.display().to_string(), reason };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| file_err(dir, e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).map_err(|e| file_err(&p, e.to_string()))?;
+            self.load_toml(&text, &p.display().to_string()).map_err(|e| file_err(&p, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Loads one models file's text; `source` is recorded with each new version.
+    pub fn load_toml(&self, text: &str, source: &str) -> Result<(), FlowError> {
+        let file: ModelsFile = toml::from_str(text).map_err(|e| FlowError::Invalid(e.to_string()))?;
+        for m in file.flow {
+            self.put_model(m, source)?;
+        }
+        for i in file.interface {
+            self.put_interface(i, source)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a model as a new version unless it equals the current one. Returns the current
+    /// version and whether it is new.
+    pub fn put_model(&self, model: FlowModel, source: &str) -> Result<(u32, bool), FlowError> {
+        model.validate()?;
+        if let Some(cur) = self.models.read().get(&model.name)
+            && cur.model == model
+        {
+            return Ok((cur.version, false));
+        }
+        let now = (self.clock)();
+        let version = self.db.with_conn(|c| {
+            let tx = c.transaction()?;
+            let v = store::insert_model(&tx, &model, source, now)?;
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(v)
+        })?;
+        let compiled = Arc::new(Compiled::new(model, version)?);
+        self.models.write().insert(compiled.name().to_string(), compiled.clone());
+        // Open keys' due times follow the new deadlines.
+        let mut st = self.state.lock();
+        if let Some(keys) = st.keys.get_mut(compiled.name()) {
+            for k in keys.values_mut() {
+                k.recompute_due(&compiled);
+            }
+        }
+        Ok((version, true))
+    }
+
+    pub fn delete_model(&self, name: &str) -> Result<(), FlowError> {
+        let now = (self.clock)();
+        if !self.db.with_conn(|c| store::delete_model(c, name, now))? {
+            return Err(FlowError::NotFound { what: "flow model", name: name.into() });
+        }
+        self.models.write().remove(name);
+        Ok(())
+    }
+
+    pub fn model(&self, name: &str) -> Option<Arc<Compiled>> {
+        self.models.read().get(name).cloned()
+    }
+
+    /// Current models, sorted by name, as (model, version).
+    pub fn models(&self) -> Vec<Arc<Compiled>> {
+        let mut v: Vec<_> = self.models.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    /// Every stored version of one model (deleted ones included), oldest first.
+    pub fn model_history(&self, name: &str) -> Result<Vec<(FlowModel, u32, String, i64)>, FlowError> {
+        let v = self.db.with_conn(|c| store::model_versions(c, name))?;
+        if v.is_empty() {
+            return Err(FlowError::NotFound { what: "flow model", name: name.into() });
+        }
+        Ok(v.into_iter().map(|s| (s.model, s.version, s.source, s.created_ms)).collect())
+    }
+
+    pub fn put_interface(&self, def: InterfaceDef, source: &str) -> Result<(), FlowError> {
+        def.validate().map_err(FlowError::Invalid)?;
+        let now = (self.clock)();
+        let json = serde_json::to_string(&def).expect("interfaces always serialise");
+        self.db.with_conn(|c| store::put_interface(c, &def.name, &json, source, now))?;
+        self.state.lock().registry.put(def, now);
+        Ok(())
+    }
+
+    pub fn delete_interface(&self, name: &str) -> Result<(), FlowError> {
+        if !self.db.with_conn(|c| store::delete_interface(c, name))? {
+            return Err(FlowError::NotFound { what: "interface", name: name.into() });
+        }
+        self.state.lock().registry.remove(name);
+        Ok(())
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
+    pub fn tick_every(&self) -> Duration {
+        self.config.read().tick.0
+    }
+
+    fn horizon_ms(&self, model: Option<&Compiled>) -> i64 {
+        model
+            .and_then(|m| m.model.horizon.as_ref())
+            .map(|h| h.0.as_millis() as i64)
+            .unwrap_or_else(|| self.config.read().horizon.0.as_millis() as i64)
+    }
+
+    /// Expires stale keys, prunes old rows, and writes every flow series at `now`. Blocking.
+    pub fn tick(&self) -> Result<usize, FlowError> {
+        let now = (self.clock)();
+        let models = self.models.read().clone();
+        let silence_ms = self.config.read().interface_silence.0.as_millis() as i64;
+        let retention_ms = self.config.read().retention.0.as_millis() as i64;
+        let mut st = self.state.lock();
+        // Expiry: persisted first, then forgotten.
+        let mut expired: Vec<(String, Box<str>)> = Vec::new();
+        for (flow, keys) in &st.keys {
+            let horizon = self.horizon_ms(models.get(flow).map(|m| &**m));
+            expired.extend(
+                keys.iter().filter(|(_, k)| now - k.last_ms > horizon).map(|(key, _)| (flow.clone(), key.clone())),
+            );
+        }
+        if !expired.is_empty() {
+            self.db.with_conn(|c| {
+                let tx = c.transaction()?;
+                for (flow, key) in &expired {
+                    if let Some(k) = st.keys.get(flow).and_then(|m| m.get(key)) {
+                        store::save_key(&tx, flow, key, "expired", None, k)?;
+                    }
+                }
+                tx.commit()
+            })?;
+            for (flow, key) in &expired {
+                if let Some(k) = st.keys.get_mut(flow).and_then(|m| m.remove(key)) {
+                    let f = st.intern(flow);
+                    st.metrics.expired(&f, &k.campus);
+                }
+            }
+        }
+        if now - st.last_prune_ms > store::HOUR_MS {
+            self.db.with_conn(|c| store::prune(c, now - retention_ms))?;
+            st.last_prune_ms = now;
+        }
+        let series = query::tick_series(&mut st, &models, now, silence_ms);
+        drop(st);
+        let n = series.len();
+        self.backend.write(&series).map_err(|e| FlowError::Invalid(format!("cannot write flow metrics: {e}")))?;
+        Ok(n)
+    }
+
+    /// Number of open keys (all flows).
+    pub fn open_keys(&self) -> usize {
+        self.state.lock().keys.values().map(HashMap::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,403 @@
+//! The flows' SQLite tables (component `flows`): model versions, every accepted event (the
+//! primary key makes duplicates idempotent), one row per key with its compact state (open keys
+//! are reloaded at start, so state survives a restart), hourly traffic between systems for the
+//! data-flow map, and the interface registry with 5-minute message volumes.
+
+use super::engine::{KeyState, NOT_REACHED};
+use super::event::Event;
+use super::model::FlowModel;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::sync::Arc;
+use tingzhen_core::db::rusqlite;
+
+pub const COMPONENT: &str = "flows";
+
+pub const MIGRATIONS: &[&str] = &["CREATE TABLE flow_models (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        definition TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        deleted_ms INTEGER,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE flow_events (
+        flow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        step TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        campus TEXT NOT NULL,
+        system TEXT NOT NULL,
+        attrs TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        PRIMARY KEY (flow, key, step, time_ms, ok)
+    ) WITHOUT ROWID;
+    CREATE INDEX flow_events_key ON flow_events(key);
+    CREATE TABLE flow_keys (
+        flow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        campus TEXT NOT NULL,
+        system TEXT NOT NULL,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        reached INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        times TEXT NOT NULL,
+        attrs TEXT NOT NULL,
+        closed_step TEXT,
+        PRIMARY KEY (flow, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX flow_keys_open ON flow_keys(flow) WHERE state = 'open';
+    CREATE INDEX flow_keys_first ON flow_keys(flow, first_ms);
+    CREATE INDEX flow_keys_key ON flow_keys(key);
+    CREATE TABLE flow_traffic (
+        hour_ms INTEGER NOT NULL,
+        flow TEXT NOT NULL,
+        campus TEXT NOT NULL,
+        src TEXT NOT NULL,
+        dst TEXT NOT NULL,
+        events INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        PRIMARY KEY (hour_ms, flow, campus, src, dst)
+    ) WITHOUT ROWID;
+    CREATE TABLE interfaces (
+        name TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        source TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE interface_volume (
+        interface TEXT NOT NULL,
+        bucket_ms INTEGER NOT NULL,
+        messages INTEGER NOT NULL,
+        PRIMARY KEY (interface, bucket_ms)
+    ) WITHOUT ROWID;"];
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const VOLUME_BUCKET_MS: i64 = 300_000;
+
+pub struct StoredModel {
+    pub model: FlowModel,
+    pub version: u32,
+    pub source: String,
+    pub created_ms: i64,
+}
+
+fn decode_model(definition: &str) -> rusqlite::Result<FlowModel> {
+    serde_json::from_str(definition)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// The current (latest, not deleted) version of every model.
+pub fn current_models(conn: &Connection) -> rusqlite::Result<Vec<StoredModel>> {
+    let mut stmt = conn.prepare(
+        "SELECT m.definition, m.version, m.source, m.created_ms FROM flow_models m
+         WHERE m.deleted_ms IS NULL AND m.version = (SELECT MAX(version) FROM flow_models WHERE name = m.name)
+         ORDER BY m.name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(StoredModel {
+            model: decode_model(&r.get::<_, String>(0)?)?,
+            version: r.get(1)?,
+            source: r.get(2)?,
+            created_ms: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn model_versions(conn: &Connection, name: &str) -> rusqlite::Result<Vec<StoredModel>> {
+    let mut stmt = conn
+        .prepare("SELECT definition, version, source, created_ms FROM flow_models WHERE name = ?1 ORDER BY version")?;
+    let rows = stmt.query_map([name], |r| {
+        Ok(StoredModel {
+            model: decode_model(&r.get::<_, String>(0)?)?,
+            version: r.get(1)?,
+            source: r.get(2)?,
+            created_ms: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Stores `model` as the next version of its name (un-deleting it). Returns the version.
+pub fn insert_model(tx: &Transaction, model: &FlowModel, source: &str, now_ms: i64) -> rusqlite::Result<u32> {
+    let next: u32 =
+        tx.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM flow_models WHERE name = ?1", [&model.name], |r| {
+            r.get(0)
+        })?;
+    let json = serde_json::to_string(model).expect("a flow model always serialises");
+    tx.execute(
+        "INSERT INTO flow_models (name, version, definition, source, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![model.name, next, json, source, now_ms],
+    )?;
+    Ok(next)
+}
+
+/// Marks every version of `name` deleted; false when there was no live model.
+pub fn delete_model(conn: &Connection, name: &str, now_ms: i64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE flow_models SET deleted_ms = ?2 WHERE name = ?1 AND deleted_ms IS NULL",
+        params![name, now_ms],
+    )?;
+    Ok(n > 0)
+}
+
+/// Records an event; false when the same event (flow, key, step, time, status) is already there.
+pub fn insert_event(tx: &Transaction, e: &Event, now_ms: i64) -> rusqlite::Result<bool> {
+    let attrs = serde_json::to_string(&e.attrs).expect("string maps always serialise");
+    let n = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO flow_events (flow, key, step, time_ms, ok, campus, system, attrs, received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![e.flow, e.key, e.step, e.time_ms, e.ok, e.campus, e.system, attrs, now_ms])?;
+    Ok(n == 1)
+}
+
+fn times_json(t: &[i64]) -> String {
+    let v: Vec<Option<i64>> = t.iter().map(|&x| (x != NOT_REACHED).then_some(x)).collect();
+    serde_json::to_string(&v).expect("numbers always serialise")
+}
+
+fn attrs_json(a: &[(Box<str>, Box<str>)]) -> String {
+    let m: std::collections::BTreeMap<&str, &str> = a.iter().map(|(k, v)| (&**k, &**v)).collect();
+    serde_json::to_string(&m).expect("string maps always serialise")
+}
+
+/// One key's stored row.
+pub struct KeyRow {
+    pub flow: String,
+    pub key: String,
+    pub state: String,
+    pub closed_step: Option<String>,
+    pub key_state: KeyState,
+}
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    let conv =
+        |e: serde_json::Error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e));
+    let times: Vec<Option<i64>> = serde_json::from_str(&r.get::<_, String>("times")?).map_err(conv)?;
+    let attrs: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&r.get::<_, String>("attrs")?).map_err(conv)?;
+    let campus: String = r.get("campus")?;
+    let system: String = r.get("system")?;
+    Ok(KeyRow {
+        flow: r.get("flow")?,
+        key: r.get("key")?,
+        state: r.get("state")?,
+        closed_step: r.get("closed_step")?,
+        key_state: KeyState {
+            version: r.get("version")?,
+            first_ms: r.get("first_ms")?,
+            last_ms: r.get("last_ms")?,
+            reached: r.get::<_, i64>("reached")? as u32,
+            errors: r.get::<_, i64>("errors")? as u32,
+            times: times.into_iter().map(|t| t.unwrap_or(NOT_REACHED)).collect(),
+            campus: Arc::from(campus.as_str()),
+            system: Arc::from(system.as_str()),
+            due_ms: 0,
+            awaiting: None,
+            attrs: attrs.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect(),
+        },
+    })
+}
+
+const KEY_COLUMNS: &str =
+    "flow, key, state, version, campus, system, first_ms, last_ms, reached, errors, times, attrs, closed_step";
+
+pub fn open_keys(conn: &Connection) -> rusqlite::Result<Vec<KeyRow>> {
+    let mut stmt = conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM flow_keys WHERE state = 'open'"))?;
+    let rows = stmt.query_map([], key_row)?;
+    rows.collect()
+}
+
+pub fn load_key(tx: &Transaction, flow: &str, key: &str) -> rusqlite::Result<Option<KeyRow>> {
+    tx.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM flow_keys WHERE flow = ?1 AND key = ?2"))?
+        .query_row([flow, key], key_row)
+        .optional()
+}
+
+pub fn keys_named(conn: &Connection, key: &str) -> rusqlite::Result<Vec<KeyRow>> {
+    let mut stmt = conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM flow_keys WHERE key = ?1 ORDER BY flow"))?;
+    let rows = stmt.query_map([key], key_row)?;
+    rows.collect()
+}
+
+pub fn save_key(
+    tx: &Transaction,
+    flow: &str,
+    key: &str,
+    state: &str,
+    closed_step: Option<&str>,
+    k: &KeyState,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO flow_keys (flow, key, state, version, campus, system, first_ms, last_ms, reached, errors, times, attrs, closed_step)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT(flow, key) DO UPDATE SET state = excluded.state, version = excluded.version,
+           campus = excluded.campus, system = excluded.system, first_ms = excluded.first_ms,
+           last_ms = excluded.last_ms, reached = excluded.reached, errors = excluded.errors,
+           times = excluded.times, attrs = excluded.attrs, closed_step = excluded.closed_step",
+    )?
+    .execute(params![
+        flow,
+        key,
+        state,
+        k.version,
+        &*k.campus,
+        &*k.system,
+        k.first_ms,
+        k.last_ms,
+        i64::from(k.reached),
+        i64::from(k.errors),
+        times_json(&k.times),
+        attrs_json(&k.attrs),
+        closed_step
+    ])?;
+    Ok(())
+}
+
+pub fn add_traffic(
+    tx: &Transaction,
+    time_ms: i64,
+    flow: &str,
+    campus: &str,
+    src: &str,
+    dst: &str,
+    ok: bool,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO flow_traffic (hour_ms, flow, campus, src, dst, events, errors) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
+         ON CONFLICT DO UPDATE SET events = events + 1, errors = errors + excluded.errors",
+    )?
+    .execute(params![time_ms - time_ms.rem_euclid(HOUR_MS), flow, campus, src, dst, i64::from(!ok)])?;
+    Ok(())
+}
+
+pub fn add_volume(tx: &Transaction, interface: &str, time_ms: i64, messages: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO interface_volume (interface, bucket_ms, messages) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO UPDATE SET messages = messages + excluded.messages",
+    )?
+    .execute(params![interface, time_ms - time_ms.rem_euclid(VOLUME_BUCKET_MS), messages as i64])?;
+    Ok(())
+}
+
+/// One event of a key's timeline.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub flow: String,
+    pub step: String,
+    pub time_ms: i64,
+    pub ok: bool,
+    pub campus: String,
+    pub system: String,
+    pub attributes: serde_json::Value,
+}
+
+pub fn events_of(conn: &Connection, key: &str) -> rusqlite::Result<Vec<EventRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT flow, step, time_ms, ok, campus, system, attrs FROM flow_events WHERE key = ?1 ORDER BY time_ms, step",
+    )?;
+    let rows = stmt.query_map([key], |r| {
+        Ok(EventRow {
+            flow: r.get(0)?,
+            step: r.get(1)?,
+            time_ms: r.get(2)?,
+            ok: r.get(3)?,
+            campus: r.get(4)?,
+            system: r.get(5)?,
+            attributes: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+        })
+    })?;
+    rows.collect()
+}
+
+/// (reached, errors, state) of keys of `flow` opened in `[from, to]`, optionally one campus.
+pub fn funnel_rows(
+    conn: &Connection,
+    flow: &str,
+    from_ms: i64,
+    to_ms: i64,
+    campus: Option<&str>,
+) -> rusqlite::Result<Vec<(u32, u32, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT reached, errors, state FROM flow_keys
+         WHERE flow = ?1 AND first_ms BETWEEN ?2 AND ?3 AND (?4 IS NULL OR campus = ?4)",
+    )?;
+    let rows = stmt.query_map(params![flow, from_ms, to_ms, campus], |r| {
+        Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+/// (src, dst, flow, events, errors) summed over the hours overlapping `[from, to]`.
+pub type TrafficRow = (String, String, String, i64, i64);
+
+pub fn traffic(
+    conn: &Connection,
+    from_ms: i64,
+    to_ms: i64,
+    flow: Option<&str>,
+    campus: Option<&str>,
+) -> rusqlite::Result<Vec<TrafficRow>> {
+    let mut stmt = conn.prepare(
+        "SELECT src, dst, flow, SUM(events), SUM(errors) FROM flow_traffic
+         WHERE hour_ms BETWEEN ?1 AND ?2 AND (?3 IS NULL OR flow = ?3) AND (?4 IS NULL OR campus = ?4)
+         GROUP BY src, dst, flow ORDER BY src, dst, flow",
+    )?;
+    let rows = stmt.query_map(params![from_ms - from_ms.rem_euclid(HOUR_MS), to_ms, flow, campus], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })?;
+    rows.collect()
+}
+
+/// Messages per interface in `[from, to]`, and each interface's latest bucket with messages.
+pub fn volumes(conn: &Connection, from_ms: i64, to_ms: i64) -> rusqlite::Result<Vec<(String, i64, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT interface,
+                SUM(CASE WHEN bucket_ms BETWEEN ?1 AND ?2 THEN messages ELSE 0 END),
+                MAX(bucket_ms)
+         FROM interface_volume GROUP BY interface",
+    )?;
+    let rows = stmt.query_map(params![from_ms - from_ms.rem_euclid(VOLUME_BUCKET_MS), to_ms], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+pub fn prune(conn: &Connection, before_ms: i64) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM interface_volume WHERE bucket_ms < ?1", [before_ms])?;
+    conn.execute("DELETE FROM flow_traffic WHERE hour_ms < ?1", [before_ms])?;
+    Ok(())
+}
+
+pub fn interfaces(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("SELECT definition, source FROM interfaces ORDER BY name")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+pub fn put_interface(
+    conn: &Connection,
+    name: &str,
+    definition: &str,
+    source: &str,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO interfaces (name, definition, source, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(name) DO UPDATE SET definition = excluded.definition, source = excluded.source,
+           updated_ms = excluded.updated_ms",
+        params![name, definition, source, now_ms],
+    )?;
+    Ok(())
+}
+
+pub fn delete_interface(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    Ok(conn.execute("DELETE FROM interfaces WHERE name = ?1", [name])? > 0)
+}
