@@ -11,6 +11,7 @@
 pub mod api;
 pub mod backend;
 pub mod config;
+pub mod flows;
 pub mod inventory;
 pub mod promql;
 pub mod query_service;
@@ -56,6 +57,8 @@ pub enum CollectorError {
     RemoteMissing,
     #[error("cannot load the agent inventory: {0}")]
     Inventory(#[from] tingzhen_core::db::DbError),
+    #[error("cannot open the flows: {0}")]
+    Flows(#[from] flows::FlowError),
 }
 
 pub struct Collector {
@@ -91,7 +94,10 @@ impl Collector {
             max_samples: settings.query.max_samples,
             timeout: settings.query.timeout.0,
         });
+        let flows =
+            Arc::new(flows::Flows::open(db.clone(), backend.clone(), flows::FlowsConfig::default(), Arc::new(now_ms))?);
         let services = Services {
+            flows,
             backend,
             engine: Arc::new(engine),
             auth: Arc::new(Auth::new(db.clone(), telemetry.clone())),
@@ -110,6 +116,12 @@ impl Collector {
 
     pub fn services(&self) -> &AppState {
         &self.services
+    }
+
+    /// The business flows and interface services (`[flows]` is applied through
+    /// `flows().configure`).
+    pub fn flows(&self) -> &Arc<flows::Flows> {
+        &self.services.flows
     }
 
     /// PromQL in process for other targets (alerting), over the same engine and storage the
@@ -131,6 +143,8 @@ impl Collector {
         let mut liveness = tokio::time::interval(self.inventory_every);
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flows_tick = tokio::time::interval(self.services.flows.tick_every());
+        flows_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = maintenance.tick() => {
@@ -151,6 +165,12 @@ impl Collector {
                     let done = tokio::task::spawn_blocking(move || backend.write(&series)).await;
                     if let Ok(Err(e)) = done {
                         tracing::warn!(error = %e, "could not record agent liveness");
+                    }
+                }
+                _ = flows_tick.tick() => {
+                    let flows = self.services.flows.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || flows.tick()).await {
+                        tracing::warn!(error = %e, "flow tick failed");
                     }
                 }
                 changed = shutdown.changed() => {

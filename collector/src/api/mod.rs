@@ -5,6 +5,7 @@
 pub mod auth;
 mod db;
 pub mod error;
+mod flows;
 mod ingest;
 mod inventory;
 mod ops;
@@ -29,6 +30,7 @@ use tokio::sync::Semaphore;
 
 /// Everything a request handler may touch.
 pub struct Services {
+    pub flows: Arc<crate::flows::Flows>,
     pub backend: Backend,
     pub engine: Arc<Engine>,
     pub auth: Arc<Auth>,
@@ -71,6 +73,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest)
         .merge(query)
+        .merge(flows::routes(&state))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(ops::not_found)
