@@ -37,6 +37,34 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Demo data for trying tingzhen out.
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DemoCommand {
+    /// Send realistic business-flow events (three flows, four campuses; some slow, stuck and
+    /// failing orders) to a collector until interrupted.
+    Traffic {
+        /// The collector's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8630")]
+        url: String,
+        /// Bearer token: ingest scope for events; admin to install the demo models too.
+        #[arg(long, env = "TINGZHEN_TOKEN")]
+        token: String,
+        /// New orders per minute across the four campuses.
+        #[arg(long, default_value_t = 60.0)]
+        rate: f64,
+        /// How far back the first orders start, so overdue orders exist at once.
+        #[arg(long, default_value = "2h")]
+        backfill: tingzhen_core::config::HumanDuration,
+        /// Do not install the demo flow models and interfaces (they already exist).
+        #[arg(long)]
+        no_models: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -138,6 +166,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { command } => token_command(command),
+        Command::Demo { command: DemoCommand::Traffic { url, token, rate, backfill, no_models } } => {
+            let opts = tingzhen_collector::flows::demo::TrafficOptions {
+                rate_per_min: rate,
+                backfill: backfill.0,
+                ..Default::default()
+            };
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            eprintln!("demo traffic: sending to {url} ({rate} orders/min); stop with Ctrl-C");
+            tingzhen_collector::flows::demo::run_http(&url, &token, opts, !no_models, &stop).map_err(anyhow::Error::msg)
+        }
     }
 }
 
@@ -235,12 +273,23 @@ pub struct Targets {
 
 async fn open_collector(config: &Config, db: Arc<Db>) -> anyhow::Result<Collector> {
     let settings = config.collector_settings();
-    Ok(tokio::task::spawn_blocking(move || Collector::open(&settings, db)).await??)
+    let flows = config.flows.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        let collector = Collector::open(&settings, db)?;
+        collector.flows().configure(flows).context("[flows]")?;
+        Ok::<_, anyhow::Error>(collector)
+    })
+    .await??)
 }
 
 /// Collector and alerting in one process: alerting queries the collector's engine directly
 /// and is told about every write, so a rule is evaluated as soon as its metrics arrive.
 pub async fn open_all(config: &Config, db: Arc<Db>) -> anyhow::Result<Targets> {
+    if config.alerting.collector.is_some() {
+        tracing::warn!(
+            "[alerting.collector] is ignored with --target all: alerting uses the collector in this process"
+        );
+    }
     let collector = open_collector(config, db.clone()).await?;
     let query = collector.query_service();
     let alerting_config = config.alerting.clone();

@@ -194,7 +194,15 @@ impl Alerting {
                 d.set_clock(move || c());
                 (Some(d), Some(o))
             }
-            None => (None, None),
+            None => {
+                if !config.notify.receivers.is_empty() {
+                    tracing::warn!(
+                        "alerting.notify defines receivers but there is no [alerting.routing]: alerts are evaluated \
+                         and listed, nobody is notified"
+                    );
+                }
+                (None, None)
+            }
         };
         let kick = Arc::new(Notify::new());
         let sink = Arc::new(RoutingSink {
