@@ -325,13 +325,14 @@ impl Alerting {
         }
     }
 
-    /// Resolves alerts of rules that no longer exist and restarts the group tasks.
+    /// Restarts the group tasks and resolves alerts of rules that no longer exist. The tasks
+    /// start even if the state store fails here: evaluation must not stop over it.
     fn reschedule(&self) -> Result<(), StateError> {
         let groups = self.groups();
         let live: HashSet<String> = groups.iter().flat_map(|g| g.rules.iter().map(|r| r.key.clone())).collect();
+        self.scheduler.replace(groups);
         let retired = self.state.retire_rules(&live, self.now_ms())?;
         self.route(retired);
-        self.scheduler.replace(groups);
         Ok(())
     }
 
@@ -495,11 +496,16 @@ impl Alerting {
     /// runtime; blocking.
     pub fn resume(&self) -> Result<(), AlertingError> {
         self.route(self.state.undelivered());
-        if let (Some(d), Some(o)) = (&self.dispatcher, &self.outbox) {
-            let again = d.replay(self.now_ms())?;
-            RoutingSink::enqueue(o, &again);
-        }
-        self.reschedule()?;
+        let replayed = match (&self.dispatcher, &self.outbox) {
+            (Some(d), Some(o)) => d.replay(self.now_ms()).map(|again| {
+                RoutingSink::enqueue(o, &again);
+            }),
+            _ => Ok(()),
+        };
+        // Rules run whatever happened above: a replay problem must not stop alerting.
+        let scheduled = self.reschedule();
+        replayed?;
+        scheduled?;
         Ok(())
     }
 
