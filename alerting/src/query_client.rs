@@ -140,3 +140,103 @@ impl MetricsQuery for HttpMetricsQuery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use tingzhen_core::config::HumanDuration;
+
+    /// Answers each connection with the next canned (status, body) and records the request.
+    fn serve(answers: Vec<(u16, &'static str)>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (status, body) in answers {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = vec![0u8; 8192];
+                let mut req = Vec::new();
+                // Read the head and the (small, form-encoded) body.
+                loop {
+                    let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req);
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= head_end + 4 + len || n == 0 {
+                            break;
+                        }
+                    }
+                }
+                seen.push(String::from_utf8_lossy(&req).to_string());
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(resp.as_bytes()).unwrap();
+            }
+            seen
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn speaks_the_prometheus_query_api() {
+        let (url, server) = serve(vec![
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"t","room":"icu"},"value":[1.5,"+Inf"]}]}}"#,
+            ),
+            (200, r#"{"status":"success","data":{"resultType":"scalar","result":[1.5,"2"]}}"#),
+            (400, r#"{"status":"error","errorType":"bad_data","error":"parse error: unexpected end"}"#),
+            (503, r#"{"status":"error","errorType":"unavailable","error":"shutting down"}"#),
+            (502, "<html>bad gateway</html>"),
+        ]);
+        let token = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(token.path(), "tz_secret\n").unwrap();
+        let cfg = CollectorClientConfig {
+            url: format!("{url}/"),
+            token: Some(tingzhen_core::config::SecretRef::file(token.path().display().to_string())),
+            ca_file: None,
+            timeout: HumanDuration::from_secs(5),
+        };
+        let q = HttpMetricsQuery::new(&cfg).unwrap();
+        let v = q.instant("t > 1", 1_500).unwrap();
+        assert_eq!((v[0].labels.get("room"), v[0].value), (Some("icu"), f64::INFINITY));
+        assert_eq!(q.instant("1 + 1", 1_500).unwrap()[0].value, 2.0);
+        assert!(matches!(q.instant("sum(", 1_500), Err(MetricsQueryError::BadQuery(m)) if m.contains("parse error")));
+        assert!(matches!(q.instant("t", 1_500), Err(MetricsQueryError::Unavailable(_))));
+        assert!(matches!(q.instant("t", 1_500), Err(MetricsQueryError::Unavailable(m)) if m.contains("502")));
+        let requests = server.join().unwrap();
+        assert!(requests[0].starts_with("POST /api/v1/query "), "{}", requests[0]);
+        assert!(requests[0].to_ascii_lowercase().contains("authorization: bearer tz_secret"));
+        assert!(requests[0].contains("time=1.500"), "{}", requests[0]);
+    }
+
+    #[test]
+    fn configuration_errors_name_the_key() {
+        let cfg = |token: Option<tingzhen_core::config::SecretRef>, ca: Option<&str>| CollectorClientConfig {
+            url: "https://c:8630".into(),
+            token,
+            ca_file: ca.map(String::from),
+            timeout: HumanDuration::from_secs(5),
+        };
+        let missing = tingzhen_core::config::SecretRef { file: None, env: Some("TZ_NO_SUCH_TOKEN_VAR".into()) };
+        assert!(
+            HttpMetricsQuery::new(&cfg(Some(missing), None))
+                .err()
+                .unwrap()
+                .to_string()
+                .starts_with("alerting.collector.token")
+        );
+        let err = HttpMetricsQuery::new(&cfg(None, Some("/no/such/ca.pem"))).err().unwrap().to_string();
+        assert!(err.starts_with("alerting.collector.ca_file"), "{err}");
+    }
+}
