@@ -5,8 +5,13 @@
 //! `tingzhen demo traffic` sends them over HTTP; `tingzhen up` feeds them in process.
 
 use super::event::Event;
+use super::{Flows, parse_models_file};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tingzhen_core::now_ms;
 
 /// The example models and interfaces the generator's events fit.
 pub const DEMO_MODELS: &str = include_str!("../../../deploy/flows/hospital.toml");
@@ -218,6 +223,122 @@ pub fn to_json(e: &Event) -> serde_json::Value {
         "campus": e.campus, "system": e.system, "status": if e.ok { "ok" } else { "error" },
         "attributes": e.attrs,
     })
+}
+
+/// How the generator runs.
+#[derive(Debug, Clone)]
+pub struct TrafficOptions {
+    /// New orders per minute across the four campuses.
+    pub rate_per_min: f64,
+    /// How far back the first orders start (so overdue keys exist at once).
+    pub backfill: Duration,
+    pub seed: u64,
+}
+
+impl Default for TrafficOptions {
+    fn default() -> Self {
+        Self { rate_per_min: 60.0, backfill: Duration::from_secs(2 * 3600), seed: 20_260_101 }
+    }
+}
+
+/// Feeds generated events straight into `flows` each second until `stop` (for `tingzhen up`).
+/// Installs the demo models and interfaces first.
+pub fn run_in_process(flows: Arc<Flows>, opts: TrafficOptions, stop: Arc<AtomicBool>) -> Result<(), String> {
+    flows.load_toml(DEMO_MODELS, "demo").map_err(|e| format!("cannot install the demo models: {e}"))?;
+    let mut generator = Generator::new(opts.seed, opts.rate_per_min, now_ms(), opts.backfill.as_millis() as i64);
+    while !stop.load(Ordering::Relaxed) {
+        let batch: Vec<_> = generator.due(now_ms()).into_iter().map(Ok).collect();
+        for chunk in batch.chunks(1000) {
+            if let Err(e) = flows.ingest(chunk.to_vec()) {
+                tracing::warn!(error = %e, "demo traffic: ingest failed");
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+/// Sends generated events to a collector over HTTP each second until `stop` (for
+/// `tingzhen demo traffic`). With `install_models`, first creates the demo models and
+/// interfaces (needs an admin token); events need an ingest token.
+pub fn run_http(
+    url: &str,
+    token: &str,
+    opts: TrafficOptions,
+    install_models: bool,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let base = url.trim_end_matches('/');
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let auth = format!("Bearer {token}");
+    let send = |method: &str, path: &str, body: &serde_json::Value| -> Result<(u16, String), String> {
+        let url = format!("{base}{path}");
+        let req = match method {
+            "PUT" => agent.put(&url).header("Authorization", &auth).send_json(body),
+            _ => agent.post(&url).header("Authorization", &auth).send_json(body),
+        };
+        let mut resp = req.map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.body_mut().read_to_string().unwrap_or_default()))
+    };
+    if install_models {
+        let (models, interfaces) = parse_models_file(DEMO_MODELS).map_err(|e| e.to_string())?;
+        for m in models {
+            let body = serde_json::to_value(&m).map_err(|e| e.to_string())?;
+            match send("POST", "/api/v1/flows/models", &body)? {
+                (200 | 201, _) => {}
+                (403, _) => return Err("installing the demo models needs an admin token (or use --no-models)".into()),
+                (s, text) => return Err(format!("model {:?}: HTTP {s}: {text}", m.name)),
+            }
+        }
+        for i in interfaces {
+            let body = serde_json::to_value(&i).map_err(|e| e.to_string())?;
+            let path = format!("/api/v1/interfaces/{}", urlencode(&i.name));
+            if let (s, text) = send("PUT", &path, &body)?
+                && s >= 300
+            {
+                return Err(format!("interface {:?}: HTTP {s}: {text}", i.name));
+            }
+        }
+    }
+    let mut generator = Generator::new(opts.seed, opts.rate_per_min, now_ms(), opts.backfill.as_millis() as i64);
+    let (mut sent, mut refused) = (0usize, 0usize);
+    let mut last_report = now_ms();
+    while !stop.load(Ordering::Relaxed) {
+        let events = generator.due(now_ms());
+        for chunk in events.chunks(1000) {
+            let body = serde_json::Value::Array(chunk.iter().map(to_json).collect());
+            match send("POST", "/api/v1/flows/events", &body) {
+                Ok((200, _)) => sent += chunk.len(),
+                Ok((207, text)) => {
+                    sent += chunk.len();
+                    refused += text.matches("\"index\"").count();
+                }
+                Ok((s, text)) => return Err(format!("events: HTTP {s}: {text}")),
+                Err(e) => eprintln!("demo traffic: {e}; retrying"),
+            }
+        }
+        if now_ms() - last_report > 30_000 {
+            eprintln!("demo traffic: {sent} events sent, {refused} refused");
+            last_report = now_ms();
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+/// Percent-encodes a path segment (interface names are Chinese).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -95,6 +95,18 @@ struct ModelsFile {
     interface: Vec<InterfaceDef>,
 }
 
+/// Parses and validates a models file: its `[[flow]]` models and `[[interface]]` entries.
+pub fn parse_models_file(text: &str) -> Result<(Vec<FlowModel>, Vec<InterfaceDef>), FlowError> {
+    let file: ModelsFile = toml::from_str(text).map_err(|e| FlowError::Invalid(e.to_string()))?;
+    for m in &file.flow {
+        m.validate()?;
+    }
+    for i in &file.interface {
+        i.validate().map_err(FlowError::Invalid)?;
+    }
+    Ok((file.flow, file.interface))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
     #[error(transparent)]
@@ -229,11 +241,11 @@ impl Flows {
 
     /// Loads one models file's text; `source` is recorded with each new version.
     pub fn load_toml(&self, text: &str, source: &str) -> Result<(), FlowError> {
-        let file: ModelsFile = toml::from_str(text).map_err(|e| FlowError::Invalid(e.to_string()))?;
-        for m in file.flow {
+        let (flows, interfaces) = parse_models_file(text)?;
+        for m in flows {
             self.put_model(m, source)?;
         }
-        for i in file.interface {
+        for i in interfaces {
             self.put_interface(i, source)?;
         }
         Ok(())

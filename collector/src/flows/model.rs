@@ -136,11 +136,8 @@ impl FlowModel {
                     .map_err(|r| err(format!("steps[{i}].deadline_rules[{j}].deadline"), r))?;
             }
         }
-        if self.steps.last().is_some_and(|s| s.optional) {
-            return Err(err(
-                format!("steps[{}].optional", self.steps.len() - 1),
-                "the last step closes the key and cannot be optional".into(),
-            ));
+        if self.steps.iter().all(|s| s.optional) {
+            return Err(err("steps".into(), "at least one step must be required (not optional)".into()));
         }
         Ok(())
     }
