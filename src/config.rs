@@ -7,6 +7,7 @@ use std::path::Path;
 use tingzhen_alerting::AlertingConfig;
 use tingzhen_collector::CollectorSettings;
 use tingzhen_collector::config::{InventoryConfig, QueryConfig, StorageConfig};
+use tingzhen_collector::flows::FlowsConfig;
 use tingzhen_core::config::ServerConfig;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -17,6 +18,7 @@ pub struct Config {
     pub query: QueryConfig,
     pub inventory: InventoryConfig,
     pub alerting: AlertingConfig,
+    pub flows: FlowsConfig,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
         self.query.validate().map_err(anyhow::Error::msg)?;
         self.inventory.validate().map_err(anyhow::Error::msg)?;
         self.alerting.validate().map_err(anyhow::Error::msg)?;
+        self.flows.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 

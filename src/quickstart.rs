@@ -36,8 +36,12 @@ pub fn run(listen: &str, data: &Path, interval: Duration) -> anyhow::Result<()> 
         let listener = serve::bind(&config.server.listen).await?;
         let url = format!("http://{}", listener.local_addr().context("listener address")?);
         let agent = start_agent(&url, &agent_token, data, interval)?;
+        let traffic = start_demo_traffic(&targets)?;
         print_banner(&url, &admin, data, interval);
-        let stop_agent: Box<dyn FnOnce() + Send> = Box::new(move || agent.shutdown());
+        let stop_agent: Box<dyn FnOnce() + Send> = Box::new(move || {
+            traffic.store(true, std::sync::atomic::Ordering::Relaxed);
+            agent.shutdown()
+        });
         run_until_signal(targets, listener, None, Some(stop_agent)).await
     })
 }
@@ -50,6 +54,24 @@ fn start_agent(url: &str, token: &str, data: &Path, interval: Duration) -> anyho
     // The built-in agent's own /metrics is not needed: the collector has its data.
     config.listen = None;
     tingzhen_agent::spawn(config).context("cannot start the built-in agent")
+}
+
+/// Runs the demo traffic generator in process so live business flows show at once.
+fn start_demo_traffic(targets: &crate::cli::Targets) -> anyhow::Result<Arc<std::sync::atomic::AtomicBool>> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let Some(collector) = &targets.collector else { return Ok(stop) };
+    let flows = collector.flows().clone();
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("demo-traffic".into())
+        .spawn(move || {
+            let opts = tingzhen_collector::flows::demo::TrafficOptions::default();
+            if let Err(e) = tingzhen_collector::flows::demo::run_in_process(flows, opts, flag) {
+                tracing::warn!(error = %e, "demo traffic stopped");
+            }
+        })
+        .context("cannot start the demo traffic generator")?;
+    Ok(stop)
 }
 
 fn print_banner(url: &str, admin: &str, data: &Path, interval: Duration) {
@@ -71,6 +93,14 @@ fn print_banner(url: &str, admin: &str, data: &Path, interval: Duration) {
         "  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/query' --data-urlencode 'query=sum by (mode) (rate(node_cpu_seconds_total[1m]))'"
     );
     println!("  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/inventory/hosts'");
+    println!();
+    println!("Demo business flows (检查申请单, 检验申请单, 住院医嘱; four campuses) are being generated:");
+    println!("  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/flows/overdue'");
+    println!("  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/flows/models'");
+    println!("  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/flows/map'");
+    println!(
+        "  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/query' --data-urlencode 'query=sum by (flow, step) (tingzhen_flow_overdue)'"
+    );
     println!(
         "  curl -H 'Authorization: Bearer {admin}' '{url}/api/v1/alerting/rules'   # alerting (docs/alerting-rules.md)"
     );
