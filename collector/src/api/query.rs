@@ -9,12 +9,20 @@ use crate::promql::parse_selector;
 use axum::Form;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tingzhen_core::Matcher;
 use tingzhen_core::labels::is_valid_label_name;
 
 fn success(data: Value) -> Json<Value> {
     Json(json!({ "status": "success", "data": data }))
+}
+
+/// A query answer as a ready JSON body, written on the query's blocking thread (see
+/// `promql::json` for why it skips the value tree).
+fn query_success(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Runs `work` on a blocking thread once a query slot is free, bounded by the query timeout.
@@ -45,23 +53,23 @@ fn matcher_sets(params: &Params) -> ApiResult<Vec<Vec<Matcher>>> {
         .collect()
 }
 
-pub async fn instant(
-    State(state): State<AppState>,
-    Form(params): Form<Vec<(String, String)>>,
-) -> ApiResult<Json<Value>> {
+pub async fn instant(State(state): State<AppState>, Form(params): Form<Vec<(String, String)>>) -> ApiResult<Response> {
     let params = Params(params);
     let query = params.required("query")?.to_string();
     let time = params.time_or("time", now_ms())?;
     let engine = state.engine.clone();
     let store = state.queryable();
     let result = run_query(&state, move || {
-        engine.instant(store.as_ref(), &query, time).map_err(|e| ApiError::from_query_error(&e))
+        engine
+            .instant(store.as_ref(), &query, time)
+            .map(|r| r.to_success_body())
+            .map_err(|e| ApiError::from_query_error(&e))
     })
     .await?;
-    Ok(success(result.to_prometheus_json()))
+    Ok(query_success(result))
 }
 
-pub async fn range(State(state): State<AppState>, Form(params): Form<Vec<(String, String)>>) -> ApiResult<Json<Value>> {
+pub async fn range(State(state): State<AppState>, Form(params): Form<Vec<(String, String)>>) -> ApiResult<Response> {
     let params = Params(params);
     let query = params.required("query")?.to_string();
     let start = params.time_or("start", i64::MIN).and_then(|t| {
@@ -82,10 +90,13 @@ pub async fn range(State(state): State<AppState>, Form(params): Form<Vec<(String
     let engine = state.engine.clone();
     let store = state.queryable();
     let result = run_query(&state, move || {
-        engine.range(store.as_ref(), &query, start, end, step).map_err(|e| ApiError::from_query_error(&e))
+        engine
+            .range(store.as_ref(), &query, start, end, step)
+            .map(|r| r.to_success_body())
+            .map_err(|e| ApiError::from_query_error(&e))
     })
     .await?;
-    Ok(success(result.to_prometheus_json()))
+    Ok(query_success(result))
 }
 
 pub async fn series(

@@ -167,15 +167,37 @@ fn vector_vector(
     // Like Prometheus, treat group_right as group_left with the sides swapped.
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
     let (many_sigs, one_sigs) = (m.signatures(many), m.signatures(one));
-    let mut label_cache: HashMap<(usize, usize), Labels> = HashMap::new();
+    // Signatures and output label sets are resolved to integers once; each step then works on
+    // plain arrays. (Hashing and cloning label sets at every step made a day-long range query
+    // of `a / b` several times slower than the selectors feeding it.)
+    let mut sig_ids: HashMap<&Labels, usize> = HashMap::new();
+    let mut intern = |l| {
+        let next = sig_ids.len();
+        *sig_ids.entry(l).or_insert(next)
+    };
+    let many_sig: Vec<usize> = many_sigs.iter().map(&mut intern).collect();
+    let one_sig: Vec<usize> = one_sigs.iter().map(&mut intern).collect();
+    let nsig = sig_ids.len();
+    let mut out_index: HashMap<(usize, usize), usize> = HashMap::new();
     let mut out = VectorBuilder::new(n);
+    // Per step: the one-side series holding each signature (usize::MAX = none yet), and for
+    // each output series the (step + 1, signature) that last produced it.
+    let mut one_by_sig = vec![usize::MAX; nsig];
+    let mut touched: Vec<usize> = Vec::new();
+    let mut sig_matched_at = vec![0usize; nsig];
+    let mut produced_at: Vec<(usize, usize)> = Vec::new();
     for i in 0..n {
-        let mut one_by_sig: HashMap<&Labels, usize> = HashMap::new();
+        for &sig in &touched {
+            one_by_sig[sig] = usize::MAX;
+        }
+        touched.clear();
         for (oi, s) in one.iter().enumerate() {
             if s.vals[i].is_none() {
                 continue;
             }
-            if let Some(&prev) = one_by_sig.get(&one_sigs[oi]) {
+            let sig = one_sig[oi];
+            let prev = one_by_sig[sig];
+            if prev != usize::MAX {
                 let side = if one_to_many { "left" } else { "right" };
                 return Err(QueryError::exec(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -184,12 +206,16 @@ fn vector_vector(
                     prom_string(&one[prev].labels)
                 )));
             }
-            one_by_sig.insert(&one_sigs[oi], oi);
+            one_by_sig[sig] = oi;
+            touched.push(sig);
         }
-        let mut matched: HashMap<&Labels, HashSet<Labels>> = HashMap::new();
         for (mi, s) in many.iter().enumerate() {
             let Some(mv) = s.vals[i] else { continue };
-            let Some(&oi) = one_by_sig.get(&many_sigs[mi]) else { continue };
+            let sig = many_sig[mi];
+            let oi = one_by_sig[sig];
+            if oi == usize::MAX {
+                continue;
+            }
             let Some(ov) = one[oi].vals[i] else { continue };
             let (l, r) = if one_to_many { (ov, mv) } else { (mv, ov) };
             let (mut value, keep) = elem_op(op, l, r);
@@ -198,33 +224,32 @@ fn vector_vector(
             } else if !keep {
                 continue;
             }
-            let metric = label_cache
-                .entry((mi, oi))
-                .or_insert_with(|| {
-                    let mut l = result_labels(&s.labels, &one[oi].labels, op, m);
-                    if return_bool {
-                        l.remove(METRIC_NAME);
-                    }
-                    l
-                })
-                .clone();
-            let seen = matched.entry(&many_sigs[mi]);
-            match (&m.card, seen) {
-                (VectorMatchCardinality::OneToOne, std::collections::hash_map::Entry::Occupied(_)) => {
+            let idx = *out_index.entry((mi, oi)).or_insert_with(|| {
+                let mut l = result_labels(&s.labels, &one[oi].labels, op, m);
+                if return_bool {
+                    l.remove(METRIC_NAME);
+                }
+                out.series_index(l)
+            });
+            if matches!(m.card, VectorMatchCardinality::OneToOne) {
+                if sig_matched_at[sig] == i + 1 {
                     return Err(QueryError::exec(
                         "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
                     ));
                 }
-                (_, e) => {
-                    let set = e.or_default();
-                    if !set.insert(metric.clone()) && !matches!(m.card, VectorMatchCardinality::OneToOne) {
-                        return Err(QueryError::exec(
-                            "multiple matches for labels: grouping labels must ensure unique matches",
-                        ));
-                    }
+                sig_matched_at[sig] = i + 1;
+            } else {
+                if produced_at.len() <= idx {
+                    produced_at.resize(idx + 1, (0, 0));
                 }
+                if produced_at[idx] == (i + 1, sig) {
+                    return Err(QueryError::exec(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    ));
+                }
+                produced_at[idx] = (i + 1, sig);
             }
-            out.push(i, metric, value)?;
+            out.push_at(i, idx, value)?;
         }
     }
     Ok(out.finish())

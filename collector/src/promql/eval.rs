@@ -46,6 +46,44 @@ impl RangeArg {
         let hi = s.points.partition_point(|p| p.0 <= r);
         if lo >= hi { &[] } else { &s.points[lo..hi] }
     }
+
+    /// Like [`RangeArg::window`] for steps visited in ascending order: both window edges only
+    /// move forward, so a whole range query walks each series once instead of binary-searching
+    /// it twice per step (the searches were the largest cost of `rate` over a day of data).
+    pub fn window_at<'s>(&self, s: &'s RawSeries, ts: i64, cursor: &mut WindowCursor) -> &'s [(i64, f64)] {
+        let r = self.ref_time(ts);
+        let start = r.saturating_sub(self.range);
+        let p = &s.points;
+        if r < cursor.last_ref {
+            // Not ascending (never the case for `Steps`): start over from a search.
+            *cursor = WindowCursor::default();
+            cursor.lo = p.partition_point(|x| x.0 < start);
+            cursor.hi = cursor.lo;
+        }
+        cursor.last_ref = r;
+        while cursor.lo < p.len() && p[cursor.lo].0 < start {
+            cursor.lo += 1;
+        }
+        cursor.hi = cursor.hi.max(cursor.lo);
+        while cursor.hi < p.len() && p[cursor.hi].0 <= r {
+            cursor.hi += 1;
+        }
+        &p[cursor.lo..cursor.hi]
+    }
+}
+
+/// Where the previous window of one series ended; see [`RangeArg::window_at`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowCursor {
+    lo: usize,
+    hi: usize,
+    last_ref: i64,
+}
+
+impl Default for WindowCursor {
+    fn default() -> Self {
+        Self { lo: 0, hi: 0, last_ref: i64::MIN }
+    }
 }
 
 /// Strips redundant parentheses, as Prometheus does before looking at argument kinds.
@@ -180,9 +218,13 @@ impl<'a> Evaluator<'a> {
             let pts = &s.samples;
             let mut vals = vec![None; n];
             let mut any = false;
+            // Steps ascend, so the newest sample at or before each step only moves forward.
+            let mut hi = 0;
             for (i, ts) in steps.iter() {
                 let r = at.unwrap_or(ts).saturating_sub(offset);
-                let hi = pts.partition_point(|x| x.timestamp_ms <= r);
+                while hi < pts.len() && pts[hi].timestamp_ms <= r {
+                    hi += 1;
+                }
                 if hi == 0 {
                     continue;
                 }
@@ -235,9 +277,11 @@ impl<'a> Evaluator<'a> {
             .into_iter()
             .map(|s| RawSeries {
                 labels: s.labels,
+                // By value: the standard library reuses the sample buffer in place (same size
+                // and alignment), so a day of samples is not copied a second time.
                 points: s
                     .samples
-                    .iter()
+                    .into_iter()
                     .filter(|x| !is_stale_nan(x.value))
                     .map(|x| (x.timestamp_ms, x.value))
                     .collect(),

@@ -76,6 +76,11 @@ impl QueryResult {
     pub fn to_prometheus_json(&self) -> serde_json::Value {
         json::to_json(self)
     }
+
+    /// The whole `{"status":"success","data":…}` response body, written without a value tree.
+    pub fn to_success_body(&self) -> Vec<u8> {
+        json::write_success_body(self)
+    }
 }
 
 /// The query engine. Stateless apart from its options, so one instance serves all requests.

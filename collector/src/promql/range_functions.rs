@@ -3,7 +3,7 @@
 //! absent_over_time.
 
 use super::error::Result;
-use super::eval::{Evaluator, RangeArg};
+use super::eval::{Evaluator, RangeArg, WindowCursor};
 use super::functions::absent_labels;
 use super::value::{Series, Steps, Value, check_unique_labels, kahan_inc, quantile};
 use crate::storage::RollupFunc;
@@ -103,8 +103,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
         let mut vals = vec![None; steps.len()];
         let mut any = false;
         let mut window_samples = 0usize;
+        let mut cursor = WindowCursor::default();
         for (i, ts) in steps.iter() {
-            let w = arg.window(s, ts);
+            let w = arg.window_at(s, ts, &mut cursor);
             if w.is_empty() {
                 continue;
             }

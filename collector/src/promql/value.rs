@@ -96,14 +96,24 @@ impl VectorBuilder {
     }
 
     pub fn push(&mut self, step: usize, labels: Labels, v: f64) -> Result<()> {
-        let idx = match self.index.get(&labels) {
+        let idx = self.series_index(labels);
+        self.push_at(step, idx, v)
+    }
+
+    /// The output series for `labels`, created on first use. Callers that emit the same label
+    /// set at many steps resolve it once and then use [`VectorBuilder::push_at`].
+    pub fn series_index(&mut self, labels: Labels) -> usize {
+        match self.index.get(&labels) {
             Some(&i) => i,
             None => {
                 self.out.push(Series { labels: labels.clone(), vals: vec![None; self.n] });
                 self.index.insert(labels, self.out.len() - 1);
                 self.out.len() - 1
             }
-        };
+        }
+    }
+
+    pub fn push_at(&mut self, step: usize, idx: usize, v: f64) -> Result<()> {
         let slot = &mut self.out[idx].vals[step];
         if slot.is_some() {
             return Err(QueryError::exec(DUPLICATE_LABELSET));

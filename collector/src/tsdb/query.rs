@@ -69,27 +69,23 @@ impl Queryable for Tsdb {
         if start_ms > end_ms {
             return Ok(Vec::new());
         }
+        // Blocks and the head decode straight into each series' vector (they append), so a
+        // sample is copied once on its way out; series with nothing in range are dropped last.
         let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        let mut buf = Vec::new();
         for b in self.blocks_in(start_ms, end_ms) {
             let mut cache = None;
             for id in b.postings.select(matchers) {
-                buf.clear();
-                b.samples(id, start_ms, end_ms, &mut cache, &mut buf).map_err(corrupt)?;
-                if !buf.is_empty() {
-                    merged.entry(b.labels(id)).or_default().extend_from_slice(&buf);
-                }
+                let out = merged.entry(b.labels(id)).or_default();
+                b.samples(id, start_ms, end_ms, &mut cache, out).map_err(corrupt)?;
             }
         }
         for s in self.head.select(matchers) {
-            buf.clear();
-            s.samples(start_ms, end_ms, &mut buf).map_err(corrupt)?;
-            if !buf.is_empty() {
-                merged.entry(s.labels()).or_default().extend_from_slice(&buf);
-            }
+            let out = merged.entry(s.labels()).or_default();
+            s.samples(start_ms, end_ms, out).map_err(corrupt)?;
         }
         Ok(merged
             .into_iter()
+            .filter(|(_, samples)| !samples.is_empty())
             .map(|(labels, mut samples)| {
                 if !samples.is_sorted_by_key(|s| s.timestamp_ms) {
                     samples.sort_by_key(|s| s.timestamp_ms);

@@ -213,7 +213,7 @@ pub fn run(flags: &Flags) -> String {
     std::thread::sleep(Duration::from_secs(1));
     let vm_rss0 = rss(vm.pid());
     eprintln!("VictoriaMetrics:");
-    load(&vm.remote_write_url(), None, &archive_bodies, 2, "archive");
+    load(&vm.remote_write_url(), None, &archive_bodies, 1, "archive");
     load(&vm.remote_write_url(), None, &recent_bodies, 4, "24 h");
     vm.force_flush();
 
@@ -227,7 +227,7 @@ pub fn run(flags: &Flags) -> String {
     let tz_pid = coll.proc_mut().pid();
     let tz_rss0 = rss(tz_pid);
     eprintln!("tingzhen:");
-    load(&coll.url("/api/v1/write"), Some(&token), &archive_bodies, 2, "archive");
+    load(&coll.url("/api/v1/write"), Some(&token), &archive_bodies, 1, "archive");
     load(&coll.url("/api/v1/write"), Some(&token), &recent_bodies, 4, "24 h");
 
     // Background maintenance (every 30 s) seals the archive and rolls it up; wait for it, as
@@ -241,6 +241,12 @@ pub fn run(flags: &Flags) -> String {
     // Both settle (VM merges parts after its flush) before anything is timed.
     std::thread::sleep(Duration::from_secs(10));
 
+    // `--hold SECS`: keep both loaded peers up before timing, to attach a profiler by hand.
+    let hold = flags.get("hold", 0u64);
+    if hold > 0 {
+        eprintln!("holding {hold} s: tingzhen {} (pid {tz_pid}, token {token}), VictoriaMetrics {}", coll.base_url(), vm.base_url());
+        std::thread::sleep(Duration::from_secs(hold));
+    }
     let (vm_client, tz_client) = (vm.client(), coll.client(&token));
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
