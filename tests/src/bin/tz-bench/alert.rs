@@ -7,6 +7,7 @@
 
 mod eval;
 mod expo;
+mod prom_eval;
 
 use crate::Flags;
 use crate::report::{ratio, version};

@@ -9,20 +9,22 @@
 //! is started by writing one fresh sample of each metric (what a scrape round does), which
 //! wakes every group at once; the round ends when the evaluation counter
 //! (`tingzhen_alerting_rule_evaluations_total` on `/api/v1/alerting/metrics`) has grown by R.
+//! Prometheus then evaluates the same rules over the same series on its own (`prom_eval`).
 
 use crate::Flags;
 use crate::loadgen::{self, Body};
+use crate::report::{ratio, version};
 use std::time::{Duration, Instant};
 use tingzhen_core::{Labels, Sample, TimeSeries};
 use tingzhen_tests::synth::{Rng, requests, sample_count};
 use tingzhen_tests::{Collector, CollectorOpts, Http, now_ms, procstat};
 
-const METRICS: usize = 100;
+pub const METRICS: usize = 100;
 const THRESHOLD: f64 = 99.0;
 /// The instant selector's lookback is 5 min; data older than this is written again first.
 const REFRESH_AFTER: Duration = Duration::from_secs(180);
 
-struct Shape {
+pub struct Shape {
     series: usize,
     rules: usize,
     hosts: usize,
@@ -47,10 +49,11 @@ impl Shape {
         Shape { series, rules, hosts: series / METRICS, shards: rules / METRICS }
     }
 
-    fn rule_file(&self) -> String {
+    /// Every rule, one group per metric, each group evaluated every `interval`.
+    pub fn rule_file(&self, interval: &str) -> String {
         let mut y = String::from("groups:\n");
         for m in 0..METRICS {
-            y.push_str(&format!("  - name: bench-eval-{m:03}\n    interval: 1h\n    rules:\n"));
+            y.push_str(&format!("  - name: bench-eval-{m:03}\n    interval: {interval}\n    rules:\n"));
             for s in 0..self.shards {
                 y.push_str(&format!(
                     "      - alert: BenchEval{m:03}s{s:04}\n        expr: 'bench_eval_{m:03}{{shard=\"s{s:04}\"}} > {THRESHOLD}'\n"
@@ -80,7 +83,7 @@ impl Shape {
     }
 }
 
-fn bodies(series: &[TimeSeries]) -> Vec<Body> {
+pub fn bodies(series: &[TimeSeries]) -> Vec<Body> {
     requests(series, 2000, 1)
         .iter()
         .map(|r| Body { bytes: tingzhen_core::remote_write::encode(r), samples: sample_count(r) })
@@ -146,7 +149,7 @@ pub fn run(flags: &Flags) -> String {
     let rounds = flags.get("eval-rounds", 5usize).max(1);
     let dir = tempfile::Builder::new().prefix("tz-bench-eval-").tempdir().expect("tempdir");
     let rule_path = dir.path().join("bench-eval.yml");
-    std::fs::write(&rule_path, shape.rule_file()).expect("write rule file");
+    std::fs::write(&rule_path, shape.rule_file("1h")).expect("write rule file");
     eprintln!("eval: {} rules in {METRICS} groups over {} series", shape.rules, shape.series);
 
     let extra_toml = format!("\n[alerting.rules]\nfiles = [{:?}]\n", rule_path.display().to_string());
@@ -221,11 +224,21 @@ pub fn run(flags: &Flags) -> String {
     }
     coll.stop();
 
+    // Prometheus afterwards, alone on the machine, over the same series and values.
+    let prom = super::prom_eval::run(&shape, &bodies(&restamp(&series, now_ms())), rounds, dir.path());
+    if prom.firing != want_firing {
+        notes.push(format!("Prometheus: {} alerts firing, {want_firing} series are above the threshold", prom.firing));
+    }
+    if prom.failures > 0.0 {
+        notes.push(format!("Prometheus: {} rule evaluations failed", prom.failures));
+    }
+
     let med = median(times.clone());
+    let prom_serial = median(prom.serial.clone());
     let notes = if notes.is_empty() {
         format!(
-            "Checks: every round evaluated each rule exactly once; all rules healthy; {firing} alerts firing = \
-             the series above the threshold."
+            "Checks: every tingzhen round evaluated each rule exactly once; all rules healthy; {firing} alerts \
+             firing in both = the series above the threshold."
         )
     } else {
         format!("**Problems:** {}", notes.join("; "))
@@ -233,27 +246,38 @@ pub fn run(flags: &Flags) -> String {
     format!(
         "### Alert rule evaluation throughput\n\n\
          {rules} alerting rules in {METRICS} groups over {series} series (`--eval-rules {rules} --eval-series {series}`), \
-         each rule a threshold on one metric's shard of {per} series (`bench_eval_007{{shard=\"s0042\"}} > 99`), so \
-         the rules read every series once; about 1 % fire. `tingzhen serve --target all`, default \
-         `max_concurrent = 4` group evaluations at once. A round = one write of a fresh sample of each metric \
-         (waking all groups) → the evaluation counter has grown by {rules}; {rounds} rounds, wall time at the \
-         client, polled every 20 ms (the 50 ms wake debounce included).\n\n\
-         | | tingzhen |\n|---|---|\n\
-         | round, median of {rounds} (s) | {med:.3} |\n\
-         | rounds (s) | {all} |\n\
-         | rules evaluated per second | {rate:.0} |\n\
-         | sum of per-rule evaluation times, last round (s) | {serial:.3} |\n\
-         | server CPU per round (s) | {cpu:.2} |\n\
-         | server CPU, whole measurement incl. settling (s) | {cpu_total:.2} |\n\
-         | server RSS at the end (MiB) | {rss:.0} |\n\n\
+         each rule a threshold on one metric's shard of about {per} series (`bench_eval_007{{shard=\"s0042\"}} > 99`), \
+         so the rules read every series once; about 1 % fire. tingzhen: `serve --target all`, default \
+         `max_concurrent = 4` group evaluations at once; a round = one write of a fresh sample of each metric \
+         (waking all groups) → its evaluation counter has grown by {rules}; {rounds} rounds, wall time at the \
+         client, polled every 20 ms (the 50 ms wake debounce included). Prometheus ({pv}), run afterwards \
+         alone: the same series by remote write and the same rules with a {pint} s group interval; it cannot be \
+         told to evaluate now, so its figure is the serial time it reports (sum over groups of \
+         `prometheus_rule_group_last_duration_seconds`), sampled once an interval, {rounds} times — compare it \
+         with tingzhen's sum of per-rule evaluation times.\n\n\
+         | | tingzhen | Prometheus | ratio |\n|---|---|---|---|\n\
+         | round wall time, median of {rounds} (s) | {med:.3} | | |\n\
+         | rounds (s) | {all} | | |\n\
+         | rules evaluated per second (wall) | {rate:.0} | | |\n\
+         | serial evaluation time of a round (s) | {serial:.3} (last round) | {prom_serial:.3} (median; {pall}) | {sr} |\n\
+         | server CPU per round (s) | {cpu:.2} | {pcpu:.2} | {cr} |\n\
+         | server CPU, tingzhen's whole measurement incl. settling (s) | {cpu_total:.2} | | |\n\
+         | server RSS at the end (MiB) | {rss:.0} | {prss:.0} | |\n\n\
          {notes}\n",
         rules = shape.rules,
         series = shape.series,
         per = shape.hosts / shape.shards,
+        pv = version("prometheus"),
+        pint = super::prom_eval::INTERVAL.as_secs(),
         all = times.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(", "),
+        pall = prom.serial.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(", "),
         rate = shape.rules as f64 / med,
+        sr = ratio(serial, prom_serial),
         cpu = cpu_rounds.as_secs_f64() / rounds as f64,
+        pcpu = prom.cpu_per_round,
+        cr = ratio(cpu_rounds.as_secs_f64() / rounds as f64, prom.cpu_per_round),
         cpu_total = cpu_total.as_secs_f64(),
         rss = rss as f64 / 1048576.0,
+        prss = prom.rss as f64 / 1048576.0,
     )
 }
