@@ -176,3 +176,32 @@ impl IdentityConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_unknown_keys_are_errors() {
+        let c: IdentityConfig = toml::from_str("").unwrap();
+        assert_eq!(c, IdentityConfig::default());
+        assert_eq!(c.session_idle_timeout.0, Duration::from_secs(900));
+        c.validate().unwrap();
+        let c: IdentityConfig =
+            toml::from_str("lockout_threshold = 3\nlockout_duration = \"30m\"\n[syslog]\naddress = \"10.0.0.1:514\"")
+                .unwrap();
+        assert_eq!((c.lockout_threshold, c.syslog.unwrap().protocol), (3, SyslogProtocol::Udp));
+        let e = toml::from_str::<IdentityConfig>("lockout_treshold = 3").unwrap_err().to_string();
+        assert!(e.contains("lockout_treshold"), "{e}");
+        let e = toml::from_str::<IdentityConfig>("[argon2]\nmemory = 1").unwrap_err().to_string();
+        assert!(e.contains("memory"), "{e}");
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let c = IdentityConfig { password_min_length: 6, ..Default::default() };
+        assert_eq!(c.validate().unwrap_err().field, "password_min_length");
+        let c = IdentityConfig { lockout_threshold: 0, ..Default::default() };
+        assert_eq!(c.validate().unwrap_err().field, "lockout_threshold");
+    }
+}

@@ -113,8 +113,10 @@ mod tests {
     use super::*;
 
     fn policy() -> PasswordPolicy {
-        let mut cfg = IdentityConfig::default();
-        cfg.argon2 = Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1 };
+        let cfg = IdentityConfig {
+            argon2: Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1 },
+            ..IdentityConfig::default()
+        };
         PasswordPolicy::new(&cfg).unwrap()
     }
 

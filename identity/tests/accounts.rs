@@ -37,7 +37,8 @@ fn each_password_rule_is_refused_with_its_message() {
     }
     admin.lang = "zh-CN";
     let r = create(&mut admin, "patient01", "Sh0rt");
-    let codes: Vec<&str> = r.body["violations"].as_array().unwrap().iter().map(|v| v["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> =
+        r.body["violations"].as_array().unwrap().iter().map(|v| v["code"].as_str().unwrap()).collect();
     assert_eq!(codes, ["password_too_short", "password_classes"], "every broken rule is listed");
     assert_eq!(create(&mut admin, "patient01", GOOD_PW).status, StatusCode::CREATED);
     assert_eq!(create(&mut admin, "PATIENT01", GOOD_PW).status, StatusCode::CONFLICT, "names are case-insensitive");
@@ -92,8 +93,10 @@ fn a_stored_password_found_weak_forces_a_change() {
     let u = serde_json::from_value(json!({"username": "judy", "password": "Ab1!cdXy", "roles": []})).unwrap();
     e.id.create_user(&cli(), &u).unwrap();
     e.db.with_conn(|c| c.execute("UPDATE identity_users SET must_change = 0", []).unwrap());
-    let id2 = tingzhen_identity::Identity::new(e.db.clone(), fast_config(), std::sync::Arc::new(e.clock.clone())).unwrap();
-    let ok = id2.login(&serde_json::from_value(json!({"username": "judy", "password": "Ab1!cdXy"})).unwrap(), "-").unwrap();
+    let id2 =
+        tingzhen_identity::Identity::new(e.db.clone(), fast_config(), std::sync::Arc::new(e.clock.clone())).unwrap();
+    let ok =
+        id2.login(&serde_json::from_value(json!({"username": "judy", "password": "Ab1!cdXy"})).unwrap(), "-").unwrap();
     assert_eq!(ok.session.restriction, Some(tingzhen_identity::Restriction::PasswordChange));
     let log = id2.audit_log().query(&Default::default()).unwrap();
     assert!(log.iter().any(|r| r.event == "login" && r.detail.contains("weak")));
@@ -145,7 +148,10 @@ fn account_validity_warning_a_month_before_and_refusal_after() {
     let mut admin = e.user("root3", json!([{"role": "admin"}]));
     e.user("mia", json!([{"role": "viewer"}]));
     let until = e.id.now_ms() + 40 * 86_400_000;
-    assert_eq!(admin.send(Method::PATCH, "/api/v1/users/mia", Some(json!({"valid_until_ms": until})), true).status, StatusCode::OK);
+    assert_eq!(
+        admin.send(Method::PATCH, "/api/v1/users/mia", Some(json!({"valid_until_ms": until})), true).status,
+        StatusCode::OK
+    );
     let mut c = e.client();
     c.login("mia", GOOD_PW);
     assert_eq!(c.get("/api/v1/auth/session").body["data"]["warnings"], json!([]));
@@ -201,13 +207,17 @@ fn search_bulk_actions_and_reports() {
     let since = e.id.now_ms() - 1;
     assert_eq!(names(&admin.get(&format!("/api/v1/users?last_login_from_ms={since}"))), ["ward-nurse1"]);
     assert_eq!(names(&admin.get(&format!("/api/v1/users?created_to_ms={}", common::T0 + 1))), ["root5"]);
-    let r = admin.post("/api/v1/users/bulk", json!({"action": "disable", "usernames": ["ward-nurse1", "ward-nurse2", "ghost"]}));
+    let r = admin
+        .post("/api/v1/users/bulk", json!({"action": "disable", "usernames": ["ward-nurse1", "ward-nurse2", "ghost"]}));
     let res = r.body["data"].as_array().unwrap();
     assert_eq!(res.iter().map(|x| x["ok"].as_bool().unwrap()).collect::<Vec<_>>(), [true, true, false]);
     assert_eq!(c.get("/api/v1/auth/session").code(), "not_logged_in", "disabling ends live sessions");
     assert_eq!(e.client().login("ward-nurse1", ADMIN_PW).code(), "account_disabled");
     assert_eq!(names(&admin.get("/api/v1/users?status=disabled")), ["ward-nurse1", "ward-nurse2"]);
-    assert_eq!(names(&admin.get(&format!("/api/v1/users?changed_from_ms={}", e.id.now_ms()))), ["ward-nurse1", "ward-nurse2"]);
+    assert_eq!(
+        names(&admin.get(&format!("/api/v1/users?changed_from_ms={}", e.id.now_ms()))),
+        ["ward-nurse1", "ward-nurse2"]
+    );
     admin.post("/api/v1/users/bulk", json!({"action": "enable", "usernames": ["ward-nurse1"]}));
     admin.post("/api/v1/users/bulk", json!({"action": "cancel", "usernames": ["ward-nurse2"]}));
     let r = admin.post("/api/v1/users/bulk", json!({"action": "enable", "usernames": ["ward-nurse2"]}));
@@ -220,7 +230,9 @@ fn search_bulk_actions_and_reports() {
     for _ in 0..5 {
         let id = t.get("/api/v1/auth/captcha").body["data"]["id"].as_str().unwrap().to_string();
         let answer = e.captcha_answer(&id);
-        let r = t.login_with(json!({"username": "lab-tech1", "password": "Wrong-pass-123!", "captcha_id": id, "captcha_answer": answer}));
+        let r = t.login_with(
+            json!({"username": "lab-tech1", "password": "Wrong-pass-123!", "captcha_id": id, "captcha_answer": answer}),
+        );
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(names(&admin.get("/api/v1/users?status=locked")), ["lab-tech1"]);
@@ -232,7 +244,10 @@ fn search_bulk_actions_and_reports() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let rep = admin.get("/api/v1/users/reports/permissions");
     let lab = rep.body["data"].as_array().unwrap().iter().find(|u| u["username"] == "lab-tech1").unwrap().clone();
-    assert_eq!(lab["permissions"], json!([["ViewMonitoring", ["east"]], ["OperateAlerts", ["east"]], ["ManageConfig", ["east"]]]));
+    assert_eq!(
+        lab["permissions"],
+        json!([["ViewMonitoring", ["east"]], ["OperateAlerts", ["east"]], ["ManageConfig", ["east"]]])
+    );
     let log = e.id.audit_log().query(&Default::default()).unwrap();
     let change = log.iter().find(|r| r.event == "permission_change").unwrap();
     assert_eq!(change.detail, "user lab-tech1: roles viewer@* -> ops@east by root5");

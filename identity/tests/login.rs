@@ -28,7 +28,8 @@ fn captcha_required_after_one_failure_and_single_use() {
     assert!(cap.body["data"]["image"].as_str().unwrap().starts_with("data:image/png;base64,iVBORw0KGgo"));
     let id = cap.body["data"]["id"].as_str().unwrap().to_string();
     let answer = e.captcha_answer(&id);
-    let r = c.login_with(json!({"username": "alice", "password": GOOD_PW, "captcha_id": id, "captcha_answer": "XXXXX"}));
+    let r =
+        c.login_with(json!({"username": "alice", "password": GOOD_PW, "captcha_id": id, "captcha_answer": "XXXXX"}));
     assert_eq!(r.code(), "captcha_wrong");
     let r = c.login_with(json!({"username": "alice", "password": GOOD_PW, "captcha_id": id, "captcha_answer": answer}));
     assert_eq!(r.code(), "captcha_wrong", "a captcha is single-use even after a wrong guess");
@@ -123,7 +124,11 @@ fn csrf_token_missing_or_wrong_is_403() {
         Method::POST,
         "/api/v1/auth/logout",
         None,
-        vec![("x-csrf-token".into(), "0".repeat(64)), ("x-request-nonce".into(), nonce), ("x-request-timestamp".into(), ts)],
+        vec![
+            ("x-csrf-token".into(), "0".repeat(64)),
+            ("x-request-nonce".into(), nonce),
+            ("x-request-timestamp".into(), ts),
+        ],
     );
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "csrf_missing"));
     // GET needs no token; the session is still alive.
@@ -180,7 +185,9 @@ fn totp_required_per_role_enrolment_and_login() {
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     // The secret is never shown again.
     assert_eq!(ops.post("/api/v1/auth/totp/enroll", json!(null)).status, StatusCode::BAD_REQUEST);
-    assert!(!e.id.search(&Default::default()).unwrap().iter().any(|u| serde_json::to_string(u).unwrap().contains(&secret)));
+    assert!(
+        !e.id.search(&Default::default()).unwrap().iter().any(|u| serde_json::to_string(u).unwrap().contains(&secret))
+    );
     e.advance(Duration::from_secs(60));
     let mut c = e.client();
     assert_eq!(c.login("grace", GOOD_PW).code(), "totp_required");

@@ -259,8 +259,7 @@ impl AuditLog {
             Ok(VerifyReport { records: n, ok: false, problem: Some(Tamper { seq, kind, message }) })
         };
         let mut prev = GENESIS.to_string();
-        let mut expected = 1;
-        for r in &rows {
+        for (expected, r) in (1i64..).zip(rows.iter()) {
             if r.seq != expected {
                 return fail(
                     expected,
@@ -285,7 +284,6 @@ impl AuditLog {
                 return fail(r.seq, TamperKind::Modified, format!("record {} was modified (hash mismatch)", r.seq));
             }
             prev = r.hash.clone();
-            expected += 1;
         }
         if let Some((hseq, hhash)) = head {
             if hseq != n || (n > 0 && hhash != prev) {

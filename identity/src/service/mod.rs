@@ -4,11 +4,13 @@
 //! search and reports in `users`; access-time windows in `access`.
 
 mod access;
+mod credentials;
 mod session;
 mod users;
 
 pub use access::AccessWindow;
-pub use session::{LoginRequest, LoginSuccess, Restriction, Session, TotpEnrolment};
+pub use credentials::TotpEnrolment;
+pub use session::{LoginRequest, LoginSuccess, Restriction, Session};
 pub use users::{
     BulkAction, BulkResult, LoginDuration, NewUser, PermissionReport, UserFilter, UserSummary, UserUpdate,
 };

@@ -1,6 +1,6 @@
 //! Login (captcha after a failure, lockout with automatic unlock, TOTP), sessions (random
 //! 256-bit ids stored as SHA-256, idle and absolute timeouts), the CSRF and anti-replay check
-//! on state-changing requests, password change and TOTP enrolment.
+//! on state-changing requests. Password change and TOTP enrolment are in `credentials`.
 
 use super::access::{AccessWindow, permitted};
 use super::{Actor, Identity, IdentityError, Result, invalid};
@@ -78,12 +78,6 @@ pub struct LoginSuccess {
     pub session: Session,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct TotpEnrolment {
-    pub secret: String,
-    pub otpauth_uri: String,
-}
-
 pub(crate) fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
@@ -97,17 +91,17 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-struct UserRow {
-    id: i64,
-    username: String,
-    password_hash: String,
-    password_changed_ms: i64,
-    must_change: bool,
-    status: String,
-    valid_until_ms: Option<i64>,
-    access_windows: Vec<AccessWindow>,
-    totp_secret: Option<String>,
-    totp_last_step: Option<i64>,
+pub(super) struct UserRow {
+    pub(super) id: i64,
+    pub(super) username: String,
+    pub(super) password_hash: String,
+    pub(super) password_changed_ms: i64,
+    pub(super) must_change: bool,
+    pub(super) status: String,
+    pub(super) valid_until_ms: Option<i64>,
+    pub(super) access_windows: Vec<AccessWindow>,
+    pub(super) totp_secret: Option<String>,
+    pub(super) totp_last_step: Option<i64>,
 }
 
 const USER_COLS: &str = "id, username, password_hash, password_changed_ms, must_change, status, valid_until_ms, \
@@ -137,7 +131,7 @@ impl Identity {
         })?)
     }
 
-    fn user_by_id(&self, id: i64) -> Result<UserRow> {
+    pub(super) fn user_by_id(&self, id: i64) -> Result<UserRow> {
         Ok(self.db.with_conn(|c| {
             c.query_row(&format!("SELECT {USER_COLS} FROM identity_users WHERE id = ?1"), [id], user_row)
         })?)
@@ -518,104 +512,5 @@ impl Identity {
             return Err(IdentityError::Denied(Msg::ReplayRefused));
         }
         Ok(())
-    }
-
-    /// Changes the session user's own password: the old one must be right, the new one must
-    /// pass the policy and differ from the current and the last `password_history` ones.
-    pub fn change_password(&self, session: &Session, old: &str, new: &str) -> Result<()> {
-        let user = self.user_by_id(session.user_id)?;
-        if !self.policy.verify(old, &user.password_hash) {
-            self.record(&session.actor(), events::PASSWORD_CHANGE, Outcome::Failure, "wrong current password")?;
-            return Err(IdentityError::Denied(Msg::WrongOldPassword));
-        }
-        self.set_password(&session.actor(), user.id, &user.username, new, false)
-    }
-
-    /// Checks and stores a new password (history, policy), used by self-service change and by
-    /// an administrator's reset (`must_change` then forces a change at next login).
-    pub(crate) fn set_password(
-        &self,
-        actor: &Actor,
-        user_id: i64,
-        username: &str,
-        new: &str,
-        must_change: bool,
-    ) -> Result<()> {
-        let violations = self.policy.violations(username, new);
-        if !violations.is_empty() {
-            self.record(actor, events::PASSWORD_CHANGE, Outcome::Refused, format!("for {username}: policy"))?;
-            return Err(IdentityError::Policy(violations));
-        }
-        let n = self.cfg.password_history as i64;
-        let previous: Vec<String> = self.db.with_conn(|c| -> rusqlite::Result<Vec<String>> {
-            let mut out: Vec<String> =
-                vec![c.query_row("SELECT password_hash FROM identity_users WHERE id = ?1", [user_id], |r| r.get(0))?];
-            let mut st = c.prepare(
-                "SELECT password_hash FROM identity_password_history WHERE user_id = ?1 ORDER BY changed_ms DESC, rowid DESC LIMIT ?2",
-            )?;
-            for h in st.query_map(params![user_id, n], |r| r.get::<_, String>(0))? {
-                out.push(h?);
-            }
-            Ok(out)
-        })?;
-        if previous.iter().any(|h| self.policy.verify(new, h)) {
-            self.record(actor, events::PASSWORD_CHANGE, Outcome::Refused, format!("for {username}: reuse"))?;
-            return Err(IdentityError::Policy(vec![Msg::PasswordReused { history: self.cfg.password_history }]));
-        }
-        let hash = self.policy.hash(new)?;
-        let now = self.now_ms();
-        self.db.with_conn(|c| -> rusqlite::Result<()> {
-            let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO identity_password_history (user_id, password_hash, changed_ms)
-                 SELECT id, password_hash, ?2 FROM identity_users WHERE id = ?1",
-                params![user_id, now],
-            )?;
-            tx.execute(
-                "DELETE FROM identity_password_history WHERE user_id = ?1 AND rowid NOT IN
-                 (SELECT rowid FROM identity_password_history WHERE user_id = ?1 ORDER BY changed_ms DESC, rowid DESC LIMIT ?2)",
-                params![user_id, n],
-            )?;
-            tx.execute(
-                "UPDATE identity_users SET password_hash = ?2, password_changed_ms = ?3, must_change = ?4, updated_ms = ?3 WHERE id = ?1",
-                params![user_id, hash, now, must_change],
-            )?;
-            tx.commit()
-        })?;
-        self.record(actor, events::PASSWORD_CHANGE, Outcome::Success, format!("password of {username} changed"))
-    }
-
-    /// Starts TOTP enrolment: the secret is shown this once; it becomes active after
-    /// `totp_confirm` with a valid code, and is never returned again.
-    pub fn totp_begin(&self, session: &Session) -> Result<TotpEnrolment> {
-        let user = self.user_by_id(session.user_id)?;
-        if user.totp_secret.is_some() {
-            return Err(invalid("totp", "already enrolled; an administrator must reset it first"));
-        }
-        let secret = totp::base32_encode(&rand::random::<[u8; 20]>());
-        self.db.with_conn(|c| {
-            c.execute("UPDATE identity_users SET totp_pending = ?2 WHERE id = ?1", params![user.id, secret])
-        })?;
-        let otpauth_uri = totp::otpauth_uri("tingzhen", &user.username, &secret);
-        Ok(TotpEnrolment { secret, otpauth_uri })
-    }
-
-    pub fn totp_confirm(&self, session: &Session, code: &str) -> Result<()> {
-        let pending: Option<String> = self.db.with_conn(|c| {
-            c.query_row("SELECT totp_pending FROM identity_users WHERE id = ?1", [session.user_id], |r| r.get(0))
-        })?;
-        let Some(pending) = pending else { return Err(IdentityError::Denied(Msg::TotpNotPending)) };
-        let key = totp::base32_decode(&pending).unwrap_or_default();
-        let Some(step) = totp::check(&key, code, self.now_ms() / 1000) else {
-            self.record(&session.actor(), events::TOTP_ENROL, Outcome::Failure, "wrong one-time code")?;
-            return Err(IdentityError::Denied(Msg::TotpWrong));
-        };
-        self.db.with_conn(|c| {
-            c.execute(
-                "UPDATE identity_users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = ?2 WHERE id = ?1",
-                params![session.user_id, step],
-            )
-        })?;
-        self.record(&session.actor(), events::TOTP_ENROL, Outcome::Success, "two-factor authentication enrolled")
     }
 }

@@ -159,7 +159,13 @@ impl Client {
         self.clock.now_ms()
     }
 
-    pub fn send_raw(&mut self, method: Method, path: &str, body: Option<Value>, headers: Vec<(String, String)>) -> Resp {
+    pub fn send_raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: Vec<(String, String)>,
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(path).header("accept-language", self.lang);
         if let Some(c) = &self.cookie {
             b = b.header("cookie", c);

@@ -1,0 +1,184 @@
+//! The audit log's tamper evidence (edits made directly in the SQLite file, with the
+//! append-only triggers dropped as a DBA could), its triggers, and syslog forwarding.
+
+mod common;
+
+use common::*;
+use std::net::UdpSocket;
+use std::time::Duration;
+use tingzhen_core::db::rusqlite::{Connection, params};
+use tingzhen_identity::audit::{AuditEvent, Outcome, TamperKind};
+use tingzhen_identity::config::SyslogConfig;
+use tingzhen_identity::{Actor, IdentityConfig};
+
+fn fill(e: &Env, n: usize) {
+    for i in 0..n {
+        e.id.record(&Actor::new("ops1", "10.1.2.3"), "config_change", Outcome::Success, format!("rule r{i} changed"))
+            .unwrap();
+        e.advance(Duration::from_secs(1));
+    }
+}
+
+/// A raw connection to the same file, with the append-only triggers dropped.
+fn dba(e: &Env) -> Connection {
+    let c = Connection::open(&e.path).unwrap();
+    c.execute_batch("DROP TRIGGER identity_audit_no_update; DROP TRIGGER identity_audit_no_delete;").unwrap();
+    c
+}
+
+#[test]
+fn the_table_refuses_update_and_delete() {
+    let e = env();
+    fill(&e, 3);
+    let c = Connection::open(&e.path).unwrap();
+    let err = c.execute("UPDATE identity_audit SET detail = 'x' WHERE seq = 2", []).unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let err = c.execute("DELETE FROM identity_audit WHERE seq = 2", []).unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert!(e.id.audit_log().verify().unwrap().ok);
+}
+
+#[test]
+fn verify_detects_an_edited_record() {
+    let e = env();
+    fill(&e, 6);
+    assert!(e.id.audit_log().verify().unwrap().ok);
+    dba(&e).execute("UPDATE identity_audit SET actor = 'someone-else' WHERE seq = 4", []).unwrap();
+    let r = e.id.audit_log().verify().unwrap();
+    let p = r.problem.unwrap();
+    assert_eq!((p.seq, p.kind), (4, TamperKind::Modified), "{}", p.message);
+}
+
+#[test]
+fn verify_detects_a_deleted_record_even_when_renumbered() {
+    let e = env();
+    fill(&e, 6);
+    let c = dba(&e);
+    c.execute("DELETE FROM identity_audit WHERE seq = 3", []).unwrap();
+    let p = e.id.audit_log().verify().unwrap().problem.unwrap();
+    assert_eq!((p.seq, p.kind), (3, TamperKind::Missing), "{}", p.message);
+    // Closing the gap does not help: record 4 (now 3) does not chain to record 2.
+    for s in 4..=6 {
+        c.execute("UPDATE identity_audit SET seq = ?1 WHERE seq = ?2", params![s - 1, s]).unwrap();
+    }
+    let p = e.id.audit_log().verify().unwrap().problem.unwrap();
+    assert_eq!((p.seq, p.kind), (3, TamperKind::ChainBroken), "{}", p.message);
+}
+
+#[test]
+fn verify_detects_deleted_trailing_records() {
+    let e = env();
+    fill(&e, 5);
+    dba(&e).execute("DELETE FROM identity_audit WHERE seq >= 4", []).unwrap();
+    let p = e.id.audit_log().verify().unwrap().problem.unwrap();
+    assert_eq!(p.kind, TamperKind::Truncated, "{}", p.message);
+}
+
+#[test]
+fn verify_detects_an_inserted_record() {
+    let e = env();
+    fill(&e, 6);
+    let c = dba(&e);
+    // Make room after record 2 and forge a record 3 that chains correctly to record 2, with
+    // its SHA-256 computed as the application would.
+    for s in (3..=6).rev() {
+        c.execute("UPDATE identity_audit SET seq = ?1 WHERE seq = ?2", params![s + 1, s]).unwrap();
+    }
+    let prev: String = c.query_row("SELECT hash FROM identity_audit WHERE seq = 2", [], |r| r.get(0)).unwrap();
+    let mut forged = e.id.audit_log().query(&Default::default()).unwrap().pop().unwrap();
+    forged.seq = 3;
+    forged.actor = "intruder".into();
+    forged.detail = "nothing happened".into();
+    forged.prev_hash = prev;
+    forged.hash = e.id.audit_log().hash_of(&forged);
+    c.execute(
+        "INSERT INTO identity_audit (seq, ts_ms, actor, source_ip, event, outcome, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            forged.seq,
+            forged.ts_ms,
+            forged.actor,
+            forged.source_ip,
+            forged.event,
+            forged.outcome,
+            forged.detail,
+            forged.prev_hash,
+            forged.hash
+        ],
+    )
+    .unwrap();
+    let p = e.id.audit_log().verify().unwrap().problem.unwrap();
+    // The old record 3, now 4, no longer chains to what precedes it.
+    assert_eq!((p.seq, p.kind), (4, TamperKind::ChainBroken), "{}", p.message);
+    assert!(p.message.contains("record 3 was inserted"), "{}", p.message);
+}
+
+#[test]
+fn with_an_audit_key_a_fully_recomputed_forgery_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    std::fs::write(&key, "k3y-only-the-appliance-knows\n").unwrap();
+    let cfg = IdentityConfig {
+        audit_key: Some(tingzhen_core::config::SecretRef::file(key.to_str().unwrap())),
+        ..fast_config()
+    };
+    let e = env_with(cfg);
+    fill(&e, 3);
+    assert!(e.id.audit_log().verify().unwrap().ok);
+    // An attacker without the key recomputes record 3 with plain SHA-256.
+    let c = dba(&e);
+    let (prev, ts): (String, i64) = c
+        .query_row("SELECT prev_hash, ts_ms FROM identity_audit WHERE seq = 3", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    let unkeyed = {
+        let e2 = env(); // same algorithm, no key
+        let mut r = e.id.audit_log().query(&Default::default()).unwrap().remove(0);
+        r.detail = "edited".into();
+        r.prev_hash = prev;
+        r.ts_ms = ts;
+        e2.id.audit_log().hash_of(&r)
+    };
+    c.execute("UPDATE identity_audit SET detail = 'edited', hash = ?1 WHERE seq = 3", [unkeyed]).unwrap();
+    c.execute("UPDATE identity_audit_head SET hash = (SELECT hash FROM identity_audit WHERE seq = 3)", []).unwrap();
+    let p = e.id.audit_log().verify().unwrap().problem.unwrap();
+    assert_eq!((p.seq, p.kind), (3, TamperKind::Modified));
+}
+
+#[test]
+fn records_are_forwarded_to_syslog_in_rfc5424_format() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let cfg = IdentityConfig {
+        syslog: Some(SyslogConfig {
+            address: sock.local_addr().unwrap().to_string(),
+            protocol: Default::default(),
+            app_name: "tingzhen".into(),
+            facility: 13,
+        }),
+        ..fast_config()
+    };
+    let e = env_with(cfg);
+    let rec =
+        e.id.audit_log()
+            .append(
+                e.id.now_ms(),
+                &AuditEvent::new("ad\"min", "10.0.0.7", "lockout", Outcome::Refused, "locked after 5 failures"),
+            )
+            .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("no syslog datagram received");
+    let msg = std::str::from_utf8(&buf[..n]).unwrap();
+    // <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] BOM MSG; PRI = 13*8 + 4 (warning).
+    let parts: Vec<&str> = msg.splitn(7, ' ').collect();
+    assert_eq!(parts[0], "<108>1", "{msg}");
+    assert_eq!(parts[1], "2026-11-23T02:00:00.000Z");
+    assert!(!parts[2].is_empty());
+    assert_eq!(parts[3], "tingzhen");
+    assert_eq!(parts[4], std::process::id().to_string());
+    assert_eq!(parts[5], "lockout");
+    let sd = format!(
+        "[tingzhen@32473 seq=\"{}\" actor=\"ad\\\"min\" ip=\"10.0.0.7\" outcome=\"refused\" hash=\"{}\"] \u{feff}locked after 5 failures",
+        rec.seq, rec.hash
+    );
+    assert_eq!(parts[6], sd);
+}
