@@ -182,3 +182,50 @@ fn records_are_forwarded_to_syslog_in_rfc5424_format() {
     );
     assert_eq!(parts[6], sd);
 }
+
+#[test]
+fn records_are_forwarded_to_syslog_over_tcp_with_octet_counting() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = IdentityConfig {
+        syslog: Some(SyslogConfig {
+            address: listener.local_addr().unwrap().to_string(),
+            protocol: tingzhen_identity::config::SyslogProtocol::Tcp,
+            app_name: "tingzhen".into(),
+            facility: 13,
+        }),
+        ..fast_config()
+    };
+    let e = env_with(cfg);
+    e.id.record(&Actor::new("ops1", "10.0.0.8"), "start", Outcome::Success, "server started").unwrap();
+    e.id.record(&Actor::new("ops1", "10.0.0.8"), "stop", Outcome::Success, "server stopping").unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // RFC 6587 octet counting: "LEN SP MSG", twice.
+    let frames = loop {
+        let n = conn.read(&mut buf).expect("syslog frames not received");
+        assert!(n > 0, "connection closed early");
+        got.extend_from_slice(&buf[..n]);
+        let mut rest = &got[..];
+        let mut frames = Vec::new();
+        while let Some(sp) = rest.iter().position(|b| *b == b' ') {
+            let len: usize = std::str::from_utf8(&rest[..sp]).unwrap().parse().unwrap();
+            if rest.len() < sp + 1 + len {
+                break;
+            }
+            frames.push(String::from_utf8(rest[sp + 1..sp + 1 + len].to_vec()).unwrap());
+            rest = &rest[sp + 1 + len..];
+        }
+        if frames.len() == 2 {
+            break frames;
+        }
+    };
+    assert!(
+        frames[0].starts_with("<109>1 ") && frames[0].contains(" start [tingzhen@32473 seq=\"1\""),
+        "{}",
+        frames[0]
+    );
+    assert!(frames[1].ends_with("\u{feff}server stopping"), "{}", frames[1]);
+}

@@ -44,11 +44,7 @@ impl ApiError {
                 };
                 Self::msg(status, &m, lang)
             }
-            IdentityError::Policy(rules) => {
-                let min = rules
-                    .iter()
-                    .find_map(|m| if let Msg::PasswordTooShort { min } = m { Some(*min) } else { None })
-                    .unwrap_or(10);
+            IdentityError::Policy { violations: rules, min_length: min } => {
                 let messages: Vec<Value> =
                     rules.iter().map(|m| json!({"code": m.code(), "message": m.text(lang)})).collect();
                 let first = rules.first().map(|m| m.code()).unwrap_or_default();

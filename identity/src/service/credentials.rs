@@ -40,7 +40,7 @@ impl Identity {
         let violations = self.policy.violations(username, new);
         if !violations.is_empty() {
             self.record(actor, events::PASSWORD_CHANGE, Outcome::Refused, format!("for {username}: policy"))?;
-            return Err(IdentityError::Policy(violations));
+            return Err(self.policy_error(violations));
         }
         let n = self.cfg.password_history as i64;
         let previous: Vec<String> = self.db.with_conn(|c| -> rusqlite::Result<Vec<String>> {
@@ -56,7 +56,7 @@ impl Identity {
         })?;
         if previous.iter().any(|h| self.policy.verify(new, h)) {
             self.record(actor, events::PASSWORD_CHANGE, Outcome::Refused, format!("for {username}: reuse"))?;
-            return Err(IdentityError::Policy(vec![Msg::PasswordReused { history: self.cfg.password_history }]));
+            return Err(self.policy_error(vec![Msg::PasswordReused { history: self.cfg.password_history }]));
         }
         let hash = self.policy.hash(new)?;
         let now = self.now_ms();

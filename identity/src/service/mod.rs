@@ -46,8 +46,8 @@ pub enum IdentityError {
     #[error("refused: {0:?}")]
     Denied(Msg),
     /// The new password breaks these rules.
-    #[error("password refused: {0:?}")]
-    Policy(Vec<Msg>),
+    #[error("password refused: {violations:?}")]
+    Policy { violations: Vec<Msg>, min_length: usize },
 }
 
 impl From<tingzhen_core::db::rusqlite::Error> for IdentityError {
@@ -182,6 +182,10 @@ impl Identity {
 
     pub fn audit_log(&self) -> &AuditLog {
         &self.audit
+    }
+
+    pub(crate) fn policy_error(&self, violations: Vec<Msg>) -> IdentityError {
+        IdentityError::Policy { violations, min_length: self.policy.min_length() }
     }
 
     pub fn now_ms(&self) -> i64 {

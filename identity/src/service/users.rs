@@ -159,7 +159,7 @@ impl Identity {
         }
         let violations = self.policy.violations(username, &u.password);
         if !violations.is_empty() {
-            return Err(IdentityError::Policy(violations));
+            return Err(self.policy_error(violations));
         }
         let hash = self.policy.hash(&u.password)?;
         let now = self.now_ms();
