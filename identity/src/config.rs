@@ -204,4 +204,28 @@ mod tests {
         let c = IdentityConfig { lockout_threshold: 0, ..Default::default() };
         assert_eq!(c.validate().unwrap_err().field, "lockout_threshold");
     }
+
+    #[test]
+    fn the_deploy_example_parses_to_the_defaults() {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            identity: IdentityConfig,
+        }
+        let text = include_str!("../../deploy/identity.example.toml");
+        let f: File = toml::from_str(text).unwrap();
+        assert_eq!(f.identity, IdentityConfig::default(), "the example documents the defaults");
+        // The commented-out examples parse too.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with("audit_key") || rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let f: File = toml::from_str(&uncommented).unwrap();
+        assert_eq!(f.identity.syslog.unwrap().address, "10.20.0.5:514");
+        assert!(f.identity.audit_key.is_some() && f.identity.weak_password_file.is_some());
+    }
 }
