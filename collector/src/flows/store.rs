@@ -370,7 +370,14 @@ pub fn volumes(conn: &Connection, from_ms: i64, to_ms: i64) -> rusqlite::Result<
     rows.collect()
 }
 
+/// Forgets closed keys (and their events), traffic and volume older than `before_ms`.
 pub fn prune(conn: &Connection, before_ms: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM flow_events WHERE (flow, key) IN
+           (SELECT flow, key FROM flow_keys WHERE state != 'open' AND last_ms < ?1)",
+        [before_ms],
+    )?;
+    conn.execute("DELETE FROM flow_keys WHERE state != 'open' AND last_ms < ?1", [before_ms])?;
     conn.execute("DELETE FROM interface_volume WHERE bucket_ms < ?1", [before_ms])?;
     conn.execute("DELETE FROM flow_traffic WHERE hour_ms < ?1", [before_ms])?;
     Ok(())

@@ -200,6 +200,11 @@ fn open_keys_expire_after_the_horizon() {
     f.flows.tick().ok();
     assert_eq!(f.flows.open_keys(), 0);
     assert_eq!(f.flows.timeline("E1").unwrap()[0]["state"], "expired");
+    // Past the retention closed keys and their events are gone.
+    f.clock.store(t0 + 39 * 86_400_000, Ordering::SeqCst);
+    f.flows.state.lock().last_prune_ms = 0;
+    f.flows.tick().ok();
+    assert!(matches!(f.flows.timeline("E1"), Err(FlowError::NotFound { .. })));
 }
 
 #[test]
