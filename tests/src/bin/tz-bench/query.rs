@@ -244,7 +244,11 @@ pub fn run(flags: &Flags) -> String {
     // `--hold SECS`: keep both loaded peers up before timing, to attach a profiler by hand.
     let hold = flags.get("hold", 0u64);
     if hold > 0 {
-        eprintln!("holding {hold} s: tingzhen {} (pid {tz_pid}, token {token}), VictoriaMetrics {}", coll.base_url(), vm.base_url());
+        eprintln!(
+            "holding {hold} s: tingzhen {} (pid {tz_pid}, token {token}), VictoriaMetrics {}",
+            coll.base_url(),
+            vm.base_url()
+        );
         std::thread::sleep(Duration::from_secs(hold));
     }
     let (vm_client, tz_client) = (vm.client(), coll.client(&token));
