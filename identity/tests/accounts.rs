@@ -162,6 +162,10 @@ fn account_validity_warning_a_month_before_and_refusal_after() {
     assert!(w[0]["message"].as_str().unwrap().contains("29 天"), "{w}");
     e.advance(Duration::from_secs(30 * 86400));
     assert_eq!(c.login("mia", GOOD_PW).code(), "account_expired");
+    let mut a = e.client();
+    a.login("root3", GOOD_PW);
+    let rep = a.get("/api/v1/users/reports/disabled");
+    assert_eq!(rep.body["data"][0]["username"], json!("mia"), "expired accounts count as stopped: {}", rep.body);
 }
 
 #[test]

@@ -397,10 +397,15 @@ impl Identity {
             .collect()
     }
 
-    /// Disabled and cancelled accounts.
+    /// Disabled, cancelled and expired accounts (an account past its validity period is
+    /// stopped automatically: it can no longer sign in).
     pub fn report_disabled(&self, actor: &Actor) -> Result<Vec<UserSummary>> {
-        let mut out = self.search(&UserFilter { status: Some("disabled".into()), ..Default::default() })?;
-        out.extend(self.search(&UserFilter { status: Some("cancelled".into()), ..Default::default() })?);
+        let now = self.now_ms();
+        let out: Vec<UserSummary> = self
+            .search(&UserFilter::default())?
+            .into_iter()
+            .filter(|u| u.status != "active" || u.valid_until_ms.is_some_and(|v| v <= now))
+            .collect();
         self.record(actor, events::REPORT_VIEW, Outcome::Success, "disabled-user report")?;
         Ok(out)
     }
