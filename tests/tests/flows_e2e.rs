@@ -156,3 +156,50 @@ fn demo_traffic_feeds_a_collector_over_http() {
     let campuses = get(&coll, &token, "/api/v1/interfaces?from=0");
     assert_eq!(campuses["data"]["by_campus"].as_object().unwrap().len(), 4, "{campuses}");
 }
+
+/// The "flow step overdue" alert is a plain PromQL rule over `tingzhen_flow_overdue`: a key
+/// stuck at "charged" past its deadline fires it, and the awaited step arriving resolves it.
+#[test]
+fn a_stuck_key_fires_the_overdue_rule_and_completing_it_resolves() {
+    let rules = tempfile::tempdir().unwrap();
+    let rule_file = rules.path().join("flows.yml");
+    std::fs::write(
+        &rule_file,
+        "groups:\n  - name: flows\n    interval: 1s\n    rules:\n      - alert: FlowStepOverdue\n        expr: tingzhen_flow_overdue{flow=\"检查申请单\"} > 0\n        labels:\n          severity: warning\n",
+    )
+    .unwrap();
+    let coll = Collector::start_with(CollectorOpts {
+        all_targets: true,
+        extra_toml: format!(
+            "\n[flows]\nmodels_dir = {:?}\ntick = \"1s\"\n\n[alerting.rules]\nfiles = [{:?}]\ndefault_interval = \"1s\"\n",
+            models_dir(),
+            rule_file.display().to_string()
+        ),
+        ..Default::default()
+    });
+    let token = coll.admin_token();
+    let now = now_ms() as f64 / 1000.0;
+    let stuck = json!([
+        {"flow": "检查申请单", "key": "SQ-ALERT-1", "step": "ordered", "time": now - 11_000.0, "campus": "东院", "system": "HIS"},
+        {"flow": "检查申请单", "key": "SQ-ALERT-1", "step": "charged", "time": now - 10_800.0, "campus": "东院", "system": "收费系统"}
+    ]);
+    assert_eq!(post_events(&coll, &token, &stuck).0, 200);
+    let firing = |last: &mut String| -> bool {
+        let r = coll.http().get(&coll.url("/api/v1/alerts"), Some(&token), &[]).unwrap();
+        *last = r.body.clone();
+        r.json()["data"]["alerts"].as_array().is_some_and(|a| {
+            a.iter().any(|x| {
+                x["labels"]["alertname"] == "FlowStepOverdue"
+                    && x["labels"]["step"] == "scheduled"
+                    && x["labels"]["campus"] == "东院"
+                    && x["state"] == "firing"
+            })
+        })
+    };
+    wait::until_60s("FlowStepOverdue firing for 东院/scheduled", |last| firing(last).then_some(()));
+    let done = json!([
+        {"flow": "检查申请单", "key": "SQ-ALERT-1", "step": "scheduled", "time": now, "campus": "东院", "system": "预约平台"}
+    ]);
+    assert_eq!(post_events(&coll, &token, &done).0, 200);
+    wait::until_60s("FlowStepOverdue resolved", |last| (!firing(last)).then_some(()));
+}
