@@ -133,6 +133,30 @@ impl Metrics<'_> {
     }
 }
 
+#[derive(Default)]
+struct RuleTimes {
+    count: usize,
+    /// Sum of the per-rule evaluation times of the latest evaluation of each rule (s).
+    serial: f64,
+    unhealthy: usize,
+}
+
+/// Per-rule evaluation times as the engine measured them, and rule health, from the rules API.
+fn rule_times(http: &Http, url: &str, token: &str) -> RuleTimes {
+    let json = http.get(url, Some(token), &[]).expect("GET /api/v1/alerting/rules").json();
+    let rules: Vec<&serde_json::Value> = json["data"]["groups"]
+        .as_array()
+        .expect("rules API: data.groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules API: group.rules").iter())
+        .collect();
+    RuleTimes {
+        count: rules.len(),
+        serial: rules.iter().filter_map(|r| r["evaluation_seconds"].as_f64()).sum(),
+        unhealthy: rules.iter().filter(|r| r["health"] != "ok").count(),
+    }
+}
+
 fn load(coll: &Collector, token: &str, series: &[TimeSeries]) {
     let r = loadgen::run(&coll.url("/api/v1/write"), Some(token), &bodies(series), 2);
     assert_eq!(r.failed_requests, 0, "loading series: {} requests failed: {:?}", r.failed_requests, r.errors);
@@ -169,6 +193,7 @@ pub fn run(flags: &Flags) -> String {
     let mut notes = Vec::new();
     let cpu0 = procstat::usage(pid).map(|u| u.cpu).unwrap_or_default();
     let mut cpu_rounds = Duration::ZERO;
+    let (mut serials, mut last_rules) = (Vec::new(), RuleTimes::default());
     for round in 0..rounds {
         if loaded_at.elapsed() > REFRESH_AFTER {
             // Keeps every series inside the 5 min lookback (untimed; its own rounds settle first).
@@ -196,24 +221,18 @@ pub fn run(flags: &Flags) -> String {
         if after != target {
             notes.push(format!("round {round}: {} rule evaluations, {} expected", after - before, shape.rules));
         }
-        eprintln!("eval: round {round}: {secs:.3} s");
+        let rules_now = rule_times(&http, &coll.url("/api/v1/alerting/rules"), &token);
+        eprintln!("eval: round {round}: {secs:.3} s wall, {:.3} s serial", rules_now.serial);
         times.push(secs);
+        serials.push(rules_now.serial);
+        last_rules = rules_now;
     }
     let cpu_total = procstat::usage(pid).map(|u| u.cpu).unwrap_or_default().saturating_sub(cpu0);
     let rss = procstat::usage(pid).map(|u| u.rss).unwrap_or(0);
 
-    // Per-rule evaluation time as the engine measured it (the last round), and rule health.
-    let rules_json = http.get(&coll.url("/api/v1/alerting/rules"), Some(&token), &[]).expect("GET rules").json();
-    let all_rules: Vec<&serde_json::Value> = rules_json["data"]["groups"]
-        .as_array()
-        .expect("rules API: data.groups")
-        .iter()
-        .flat_map(|g| g["rules"].as_array().expect("rules API: group.rules").iter())
-        .collect();
-    let serial: f64 = all_rules.iter().filter_map(|r| r["evaluation_seconds"].as_f64()).sum();
-    let unhealthy = all_rules.iter().filter(|r| r["health"] != "ok").count();
-    if all_rules.len() != shape.rules {
-        notes.push(format!("the rules API lists {} rules, {} were configured", all_rules.len(), shape.rules));
+    let (listed, unhealthy) = (last_rules.count, last_rules.unhealthy);
+    if listed != shape.rules {
+        notes.push(format!("the rules API lists {listed} rules, {} were configured", shape.rules));
     }
     if unhealthy > 0 {
         notes.push(format!("{unhealthy} rules not healthy after the last round"));
@@ -235,6 +254,7 @@ pub fn run(flags: &Flags) -> String {
 
     let med = median(times.clone());
     let prom_serial = median(prom.serial.clone());
+    let serial = median(serials.clone());
     let notes = if notes.is_empty() {
         format!(
             "Checks: every tingzhen round evaluated each rule exactly once; all rules healthy; {firing} alerts \
@@ -259,9 +279,9 @@ pub fn run(flags: &Flags) -> String {
          | round wall time, median of {rounds} (s) | {med:.3} | | |\n\
          | rounds (s) | {all} | | |\n\
          | rules evaluated per second (wall) | {rate:.0} | | |\n\
-         | serial evaluation time of a round (s) | {serial:.3} (last round) | {prom_serial:.3} (median; {pall}) | {sr} |\n\
+         | serial evaluation time of a round, median (s) | {serial:.3} ({sall}) | {prom_serial:.3} ({pall}) | {sr} |\n\
          | server CPU per round (s) | {cpu:.2} | {pcpu:.2} | {cr} |\n\
-         | server CPU, tingzhen's whole measurement incl. settling (s) | {cpu_total:.2} | | |\n\
+         | server CPU, tingzhen's whole measurement incl. settling and rules API reads (s) | {cpu_total:.2} | | |\n\
          | server RSS at the end (MiB) | {rss:.0} | {prss:.0} | |\n\n\
          {notes}\n",
         rules = shape.rules,
@@ -270,6 +290,7 @@ pub fn run(flags: &Flags) -> String {
         pv = version("prometheus"),
         pint = super::prom_eval::INTERVAL.as_secs(),
         all = times.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(", "),
+        sall = serials.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(", "),
         pall = prom.serial.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(", "),
         rate = shape.rules as f64 / med,
         sr = ratio(serial, prom_serial),

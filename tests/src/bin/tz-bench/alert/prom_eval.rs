@@ -45,8 +45,9 @@ pub fn run(shape: &Shape, bodies: &[Body], rounds: usize, dir: &std::path::Path)
     let r = loadgen::run(&prom.remote_write_url(), None, bodies, 2);
     assert_eq!(r.failed_requests, 0, "loading Prometheus: {} requests failed: {:?}", r.failed_requests, r.errors);
     eprintln!("eval: Prometheus loaded {} series at {:.0} samples/s", r.samples, r.rate());
-    // Two intervals: every group has run at least once over all of the data.
-    std::thread::sleep(2 * INTERVAL + Duration::from_secs(1));
+    // Three intervals: every group has run over all of the data, and the first rounds after
+    // the load (which also pay for head series creation and GC) are not sampled.
+    std::thread::sleep(3 * INTERVAL + Duration::from_secs(1));
 
     let pid = prom.proc.pid();
     let cpu0 = procstat::usage(pid).map(|u| u.cpu).unwrap_or_default();
