@@ -22,19 +22,16 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn start(cfg: SyslogConfig) -> Self {
+    pub fn start(cfg: SyslogConfig) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<String>();
         let c = cfg.clone();
-        std::thread::Builder::new()
-            .name("tz-audit-syslog".into())
-            .spawn(move || run(c, rx))
-            .expect("spawning the syslog thread");
+        std::thread::Builder::new().name("tz-audit-syslog".into()).spawn(move || run(c, rx))?;
         let hostname = std::fs::read_to_string("/etc/hostname")
             .ok()
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty() && h.is_ascii() && !h.contains(' '))
             .unwrap_or_else(|| "-".into());
-        Self { tx, cfg, hostname }
+        Ok(Self { tx, cfg, hostname })
     }
 
     pub fn send(&self, r: &AuditRecord) {

@@ -166,7 +166,13 @@ impl Identity {
             Some(r) => Some(r.resolve().map_err(|e| IdentityError::Setup(format!("audit_key: {e}")))?.into_bytes()),
             None => None,
         };
-        let forwarder = cfg.syslog.clone().map(audit::syslog::Forwarder::start);
+        let forwarder = match cfg.syslog.clone() {
+            Some(s) => Some(
+                audit::syslog::Forwarder::start(s)
+                    .map_err(|e| IdentityError::Setup(format!("syslog forwarder thread: {e}")))?,
+            ),
+            None => None,
+        };
         let audit = AuditLog::new(db.clone(), key, forwarder);
         let dummy_hash = policy.hash(&hex::encode(rand::random::<[u8; 16]>()))?;
         Ok(Self { db, cfg, clock, policy, audit, dummy_hash })
