@@ -8,6 +8,7 @@
 //! tz-bench query   [--hosts H] [--archive-hosts A] [--reps N]  query latency + memory/series vs VictoriaMetrics
 //! tz-bench alert   [--trials N] [--eval-series S] [--eval-rules R] [--eval-rounds N] [--only latency|eval]
 //!                                                          alert latency vs Prometheus + Alertmanager, rule throughput
+//! tz-bench targets [--collections N]                       agent with PostgreSQL/Redis/MariaDB targets vs four exporters
 //! tz-bench all                                             all four
 //! tz-bench loadgen --url URL [--token T] [ingest options]  just the load generator
 //! common: [--out FILE] (default docs/benchmarks.md; "-" = stdout only)
@@ -19,6 +20,7 @@ mod ingest;
 mod loadgen;
 mod query;
 mod report;
+mod targets;
 
 use std::collections::HashMap;
 
@@ -51,7 +53,7 @@ impl Flags {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "tz-bench: {msg}\nusage: tz-bench agent|ingest|query|alert|all|loadgen [--flag value ...] (see bench/README.md)"
+        "tz-bench: {msg}\nusage: tz-bench agent|ingest|query|alert|targets|all|loadgen [--flag value ...] (see bench/README.md)"
     );
     std::process::exit(2)
 }
@@ -66,6 +68,7 @@ fn main() {
         "ingest" => sections.push(ingest::run(&flags)),
         "query" => sections.push(query::run(&flags)),
         "alert" => sections.push(alert::run(&flags)),
+        "targets" => sections.push(targets::run(&flags)),
         "all" => {
             sections.push(agent::run(&flags));
             sections.push(ingest::run(&flags));
