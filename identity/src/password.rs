@@ -70,6 +70,20 @@ impl PasswordPolicy {
         distinct.len() < 4
     }
 
+    /// A random 20-character password this policy accepts for `username` (initial passwords
+    /// and administrator resets; the user must change it at first login).
+    pub fn generate(&self, username: &str) -> String {
+        use rand::Rng;
+        const SET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789-_.!#%+=";
+        let mut rng = rand::rng();
+        loop {
+            let p: String = (0..20).map(|_| SET[rng.random_range(0..SET.len())] as char).collect();
+            if self.violations(username, &p).is_empty() {
+                return p;
+            }
+        }
+    }
+
     fn argon2(&self) -> Result<Argon2<'static>, HashError> {
         let p = Params::new(self.argon2.memory_kib, self.argon2.iterations, self.argon2.parallelism, None)
             .map_err(|e| HashError::Params(e.to_string()))?;
@@ -129,6 +143,8 @@ mod tests {
         assert_eq!(p.violations("alice", "P@ssw0rd123"), vec![Msg::PasswordWeak]);
         assert_eq!(p.violations("alice", "Aa1!Aa1!Aa1!"), vec![Msg::PasswordWeak]);
         assert!(p.violations("alice", "Tz-7river-Kettle").is_empty());
+        let g = p.generate("alice");
+        assert!(g.len() == 20 && p.violations("alice", &g).is_empty(), "{g}");
         assert_eq!(p.violations("alice", "Riverkettle42"), vec![Msg::PasswordClasses], "no special character");
     }
 
