@@ -37,6 +37,16 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Web-console users (identity).
+    User {
+        #[command(subcommand)]
+        command: crate::identity_cli::UserCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: crate::identity_cli::AuditCommand,
+    },
     /// Demo data for trying tingzhen out.
     Demo {
         #[command(subcommand)]
@@ -114,7 +124,7 @@ enum ConfigCommand {
 }
 
 #[derive(Args, Debug)]
-struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Data directory holding tingzhen.db (overrides storage.data_dir of --config).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -166,6 +176,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { command } => token_command(command),
+        Command::User { command } => crate::identity_cli::user(command),
+        Command::Audit { command } => crate::identity_cli::audit(command),
         Command::Demo { command: DemoCommand::Traffic { url, token, rate, backfill, no_models } } => {
             let opts = tingzhen_collector::flows::demo::TrafficOptions {
                 rate_per_min: rate,
@@ -185,7 +197,7 @@ pub fn open_db(data_dir: &Path) -> anyhow::Result<Db> {
     Db::open(&path).with_context(|| format!("cannot open {}", path.display()))
 }
 
-fn store_dir(store: &StoreArgs) -> anyhow::Result<PathBuf> {
+pub(crate) fn store_dir(store: &StoreArgs) -> anyhow::Result<PathBuf> {
     if let Some(d) = &store.data {
         return Ok(d.clone());
     }

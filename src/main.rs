@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod identity_cli;
 mod quickstart;
 mod serve;
 
