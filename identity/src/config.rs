@@ -45,6 +45,9 @@ pub struct IdentityConfig {
     /// Key for the audit chain's HMAC-SHA256; without it the chain is plain SHA-256, which
     /// detects edits by anyone who does not also recompute every later hash.
     pub audit_key: Option<SecretRef>,
+    /// Key that encrypts TOTP secrets at rest (ChaCha20-Poly1305). Without it they are stored
+    /// unencrypted (still never returned by any API).
+    pub totp_key: Option<SecretRef>,
     /// Forward every audit record to syslog (RFC 5424).
     pub syslog: Option<SyslogConfig>,
     /// Argon2id cost parameters.
@@ -120,6 +123,7 @@ impl Default for IdentityConfig {
             totp_required_roles: Vec::new(),
             utc_offset_minutes: 480,
             audit_key: None,
+            totp_key: None,
             syslog: None,
             argon2: Argon2Config::default(),
         }
@@ -219,7 +223,14 @@ mod tests {
         let uncommented: String = text
             .lines()
             .map(|l| match l.strip_prefix("# ") {
-                Some(rest) if rest.starts_with("audit_key") || rest.starts_with('[') || rest.contains(" = ") => rest,
+                Some(rest)
+                    if rest.starts_with("audit_key")
+                        || rest.starts_with("totp_key")
+                        || rest.starts_with('[')
+                        || rest.contains(" = ") =>
+                {
+                    rest
+                }
                 _ => l,
             })
             .collect::<Vec<_>>()
@@ -227,5 +238,6 @@ mod tests {
         let f: File = toml::from_str(&uncommented).unwrap();
         assert_eq!(f.identity.syslog.unwrap().address, "10.20.0.5:514");
         assert!(f.identity.audit_key.is_some() && f.identity.weak_password_file.is_some());
+        assert!(f.identity.totp_key.is_some());
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod messages;
 pub mod password;
 pub mod roles;
+pub mod secretbox;
 mod service;
 pub mod totp;
 

@@ -202,3 +202,28 @@ fn totp_required_per_role_enrolment_and_login() {
     let mut c2 = e.client();
     assert_eq!(c2.login_with(body).code(), "totp_wrong");
 }
+
+#[test]
+fn totp_secrets_are_encrypted_at_rest_with_a_totp_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("totp.key");
+    std::fs::write(&key, "totp-key-for-tests\n").unwrap();
+    let cfg = IdentityConfig {
+        totp_key: Some(tingzhen_core::config::SecretRef::file(key.to_str().unwrap())),
+        ..fast_config()
+    };
+    let e = env_with(cfg);
+    let mut c = e.user("quinn", json!([{"role": "viewer"}]));
+    let secret = c.post("/api/v1/auth/totp/enroll", json!(null)).body["data"]["secret"].as_str().unwrap().to_string();
+    let r = c.post("/api/v1/auth/totp/confirm", json!({"code": code_at(&secret, c.clock_ms())}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let stored: String = e.db.with_conn(|c| {
+        c.query_row("SELECT totp_secret FROM identity_users WHERE username = 'quinn'", [], |r| r.get(0)).unwrap()
+    });
+    assert!(stored.starts_with("enc1:") && !stored.contains(&secret), "{stored}");
+    e.advance(Duration::from_secs(60));
+    let mut c = e.client();
+    let now = c.clock_ms();
+    let r = c.login_with(json!({"username": "quinn", "password": GOOD_PW, "totp": code_at(&secret, now)}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

@@ -90,7 +90,10 @@ impl Identity {
         }
         let secret = totp::base32_encode(&rand::random::<[u8; 20]>());
         self.db.with_conn(|c| {
-            c.execute("UPDATE identity_users SET totp_pending = ?2 WHERE id = ?1", params![user.id, secret])
+            c.execute(
+                "UPDATE identity_users SET totp_pending = ?2 WHERE id = ?1",
+                params![user.id, self.secrets.seal(&secret)],
+            )
         })?;
         let otpauth_uri = totp::otpauth_uri("tingzhen", &user.username, &secret);
         Ok(TotpEnrolment { secret, otpauth_uri })
@@ -101,7 +104,7 @@ impl Identity {
             c.query_row("SELECT totp_pending FROM identity_users WHERE id = ?1", [session.user_id], |r| r.get(0))
         })?;
         let Some(pending) = pending else { return Err(IdentityError::Denied(Msg::TotpNotPending)) };
-        let key = totp::base32_decode(&pending).unwrap_or_default();
+        let key = totp::base32_decode(&self.secrets.open(&pending)?).unwrap_or_default();
         let Some(step) = totp::check(&key, code, self.now_ms() / 1000) else {
             self.record(&session.actor(), events::TOTP_ENROL, Outcome::Failure, "wrong one-time code")?;
             return Err(IdentityError::Denied(Msg::TotpWrong));

@@ -34,6 +34,8 @@ pub enum IdentityError {
     Hash(#[from] HashError),
     #[error(transparent)]
     Captcha(#[from] crate::captcha::CaptchaError),
+    #[error(transparent)]
+    Secret(#[from] crate::secretbox::SecretBoxError),
     #[error("cannot start identity: {0}")]
     Setup(String),
     #[error("{field}: {reason}")]
@@ -148,6 +150,7 @@ pub struct Identity {
     /// Checked when a login names no existing user, so the answer takes as long as for a real
     /// one and timing does not reveal which account names exist.
     dummy_hash: String,
+    secrets: crate::secretbox::SecretBox,
 }
 
 impl std::fmt::Debug for Identity {
@@ -175,7 +178,12 @@ impl Identity {
         };
         let audit = AuditLog::new(db.clone(), key, forwarder);
         let dummy_hash = policy.hash(&hex::encode(rand::random::<[u8; 16]>()))?;
-        Ok(Self { db, cfg, clock, policy, audit, dummy_hash })
+        let totp_key = match &cfg.totp_key {
+            Some(r) => Some(r.resolve().map_err(|e| IdentityError::Setup(format!("totp_key: {e}")))?),
+            None => None,
+        };
+        let secrets = crate::secretbox::SecretBox::new(totp_key.as_deref());
+        Ok(Self { db, cfg, clock, policy, audit, dummy_hash, secrets })
     }
 
     pub fn config(&self) -> &IdentityConfig {

@@ -315,7 +315,7 @@ impl Identity {
             let Some(code) = req.totp.as_deref().filter(|c| !c.trim().is_empty()) else {
                 return refuse(Msg::TotpRequired, "one-time code missing");
             };
-            let key = totp::base32_decode(secret).unwrap_or_default();
+            let key = totp::base32_decode(&self.secrets.open(secret)?).unwrap_or_default();
             match totp::check(&key, code, now / 1000) {
                 // A code is single-use: a step at or before the last accepted one is a replay.
                 Some(step) if user.totp_last_step.is_none_or(|last| step > last) => {
