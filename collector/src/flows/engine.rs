@@ -25,7 +25,8 @@ pub struct KeyState {
     /// When the awaited step falls due; 0 when nothing is awaited or it has no deadline.
     pub due_ms: i64,
     pub awaiting: Option<u8>,
-    pub attrs: Box<[(Box<str>, Box<str>)]>,
+    /// Shared with the interner: rule attributes (urgency, exam type) have few values.
+    pub attrs: Box<[(Arc<str>, Arc<str>)]>,
 }
 
 /// What applying one event did, for metrics and the traffic map.

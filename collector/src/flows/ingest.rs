@@ -28,6 +28,9 @@ pub struct IngestReport {
     pub rejected: Vec<Rejected>,
 }
 
+/// (hour, flow, campus, source system, destination system) of the data-flow map.
+type TrafficKey = (i64, String, String, String, String);
+
 struct Touched {
     state: KeyState,
     status: String,
@@ -75,6 +78,8 @@ impl Flows {
             let mut touched: HashMap<(String, String), Touched> = HashMap::new();
             let mut effects = Vec::new();
             let mut duplicates = 0;
+            let mut traffic: HashMap<TrafficKey, (i64, i64)> = HashMap::new();
+            let mut volume: HashMap<(String, i64), u64> = HashMap::new();
             for (event, model, step) in valid {
                 if !store::insert_event(&tx, &event, now)? {
                     duplicates += 1;
@@ -88,6 +93,9 @@ impl Flows {
                 let t = touched.get_mut(&id).expect("inserted above");
                 let system = st.intern(&event.system);
                 let applied = t.state.apply(&model, step, &event, system);
+                if !event.attrs.is_empty() && !model.rule_attrs().is_empty() {
+                    st.intern_key(&mut t.state);
+                }
                 let mut closed_now = false;
                 if let Some(c) = applied.closed_by
                     && t.status != "completed"
@@ -100,14 +108,27 @@ impl Flows {
                     t.status = "open".into();
                 }
                 let src = applied.previous_system.as_deref().unwrap_or("").to_string();
-                store::add_traffic(&tx, event.time_ms, &event.flow, &event.campus, &src, &event.system, event.ok)?;
+                let hour = event.time_ms - event.time_ms.rem_euclid(store::HOUR_MS);
+                let slot = traffic
+                    .entry((hour, event.flow.clone(), event.campus.clone(), src, event.system.clone()))
+                    .or_insert((0, 0));
+                slot.0 += 1;
+                slot.1 += i64::from(!event.ok);
                 if let Some(iface) = st.registry.resolve(event.interface.as_deref(), &event.system, &event.campus) {
-                    store::add_volume(&tx, &iface.name.clone(), event.time_ms, 1)?;
+                    let bucket = event.time_ms - event.time_ms.rem_euclid(store::VOLUME_BUCKET_MS);
+                    *volume.entry((iface.name.clone(), bucket)).or_default() += 1;
                 }
                 effects.push(Effect { campus: t.state.campus.clone(), event, step, applied, closed_now });
             }
             for ((flow, key), t) in &touched {
                 store::save_key(&tx, flow, key, &t.status, t.closed_step.as_deref(), &t.state)?;
+            }
+            // Summed per batch: one upsert per (hour, flow, campus, edge), not per event.
+            for ((hour, flow, campus, src, dst), (events, errors)) in &traffic {
+                store::add_traffic(&tx, *hour, flow, campus, src, dst, *events, *errors)?;
+            }
+            for ((name, bucket), n) in &volume {
+                store::add_volume(&tx, name, *bucket, *n)?;
             }
             tx.commit()?;
             Ok::<_, rusqlite::Error>((touched, effects, duplicates))
@@ -161,8 +182,7 @@ fn find_key(st: &mut State, tx: &rusqlite::Transaction, event: &Event, model: &C
     }
     if let Some(row) = store::load_key(tx, &event.flow, &event.key)? {
         let mut state = row.key_state;
-        state.campus = st.intern(&state.campus);
-        state.system = st.intern(&state.system);
+        st.intern_key(&mut state);
         return Ok(Touched { state, status: row.state, closed_step: row.closed_step });
     }
     let campus = st.intern(&event.campus);

@@ -95,3 +95,43 @@ impl Registry {
         now_ms - since > silence
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def() -> InterfaceDef {
+        InterfaceDef {
+            name: "本院-LIS".into(),
+            system: "LIS".into(),
+            campus: "本院".into(),
+            endpoint: String::new(),
+            kind: "HL7".into(),
+            vendor: String::new(),
+            clinic_hours: true,
+            silence: None,
+        }
+    }
+
+    #[test]
+    fn zero_volume_only_during_clinic_hours_after_the_silence() {
+        // Wednesday 2026-11-25 10:00 and 22:00 Asia/Shanghai.
+        let wed_10 = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00+08:00").unwrap().timestamp_millis();
+        let wed_22 = wed_10 + 12 * 3_600_000;
+        let silence = 15 * 60_000;
+        let mut r = Registry::default();
+        r.put(def(), wed_10 - 3_600_000);
+        assert!(r.zero_volume(&r.defs["本院-LIS"], wed_10, silence), "registered an hour ago, never a message");
+        r.saw("本院-LIS", wed_10 - 60_000);
+        assert!(!r.zero_volume(&r.defs["本院-LIS"], wed_10, silence));
+        assert!(r.zero_volume(&r.defs["本院-LIS"], wed_10 + silence, silence));
+        assert!(!r.zero_volume(&r.defs["本院-LIS"], wed_22, silence), "night is not clinic hours");
+        let mut quiet = def();
+        quiet.clinic_hours = false;
+        assert!(!r.zero_volume(&quiet, wed_10 + silence, silence));
+        assert_eq!(r.resolve(None, "LIS", "本院").map(|d| d.name.as_str()), Some("本院-LIS"));
+        assert!(r.resolve(None, "LIS", "南沙").is_none());
+        assert!(def().validate().is_ok());
+        assert!(InterfaceDef { system: " ".into(), ..def() }.validate().unwrap_err().contains("system"));
+    }
+}

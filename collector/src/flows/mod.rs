@@ -147,6 +147,18 @@ impl State {
         self.interned.insert(a.clone());
         a
     }
+
+    /// Points a key's strings at the shared copies, so a million open keys hold pointers.
+    fn intern_key(&mut self, k: &mut KeyState) {
+        k.campus = self.intern(&k.campus);
+        k.system = self.intern(&k.system);
+        let mut attrs = std::mem::take(&mut k.attrs).into_vec();
+        for (name, value) in &mut attrs {
+            *name = self.intern(name);
+            *value = self.intern(value);
+        }
+        k.attrs = attrs.into_boxed_slice();
+    }
 }
 
 pub struct Flows {
@@ -203,8 +215,7 @@ impl Flows {
         st.keys.clear();
         for row in rows {
             let mut ks = row.key_state;
-            ks.campus = st.intern(&ks.campus);
-            ks.system = st.intern(&ks.system);
+            st.intern_key(&mut ks);
             if let Some(m) = models.get(&row.flow) {
                 ks.recompute_due(m);
             }

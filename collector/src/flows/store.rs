@@ -163,7 +163,7 @@ fn times_json(t: &[i64]) -> String {
     serde_json::to_string(&v).expect("numbers always serialise")
 }
 
-fn attrs_json(a: &[(Box<str>, Box<str>)]) -> String {
+fn attrs_json(a: &[(Arc<str>, Arc<str>)]) -> String {
     let m: std::collections::BTreeMap<&str, &str> = a.iter().map(|(k, v)| (&**k, &**v)).collect();
     serde_json::to_string(&m).expect("string maps always serialise")
 }
@@ -201,7 +201,7 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
             system: Arc::from(system.as_str()),
             due_ms: 0,
             awaiting: None,
-            attrs: attrs.into_iter().map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str())).collect(),
+            attrs: attrs.into_iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str()))).collect(),
         },
     })
 }
@@ -261,20 +261,22 @@ pub fn save_key(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn add_traffic(
     tx: &Transaction,
-    time_ms: i64,
+    hour_ms: i64,
     flow: &str,
     campus: &str,
     src: &str,
     dst: &str,
-    ok: bool,
+    events: i64,
+    errors: i64,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO flow_traffic (hour_ms, flow, campus, src, dst, events, errors) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)
-         ON CONFLICT DO UPDATE SET events = events + 1, errors = errors + excluded.errors",
+        "INSERT INTO flow_traffic (hour_ms, flow, campus, src, dst, events, errors) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT DO UPDATE SET events = events + excluded.events, errors = errors + excluded.errors",
     )?
-    .execute(params![time_ms - time_ms.rem_euclid(HOUR_MS), flow, campus, src, dst, i64::from(!ok)])?;
+    .execute(params![hour_ms, flow, campus, src, dst, events, errors])?;
     Ok(())
 }
 
