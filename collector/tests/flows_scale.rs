@@ -39,7 +39,7 @@ fn two_hundred_thousand_open_keys() {
         system: if step == "ordered" { "HIS" } else { "收费系统" }.into(),
         ok: true,
         interface: None,
-        attrs: [("urgency".to_string(), if i % 7 == 0 { "急" } else { "平" }.to_string())].into(),
+        attrs: [("urgency".to_string(), if i.is_multiple_of(7) { "急" } else { "平" }.to_string())].into(),
     };
     let before = rss_bytes();
     let started = Instant::now();
