@@ -11,7 +11,8 @@ use tingzhen_collector::flows::{Flows, FlowsConfig};
 use tingzhen_collector::tsdb::{Tsdb, TsdbOptions};
 use tingzhen_core::db::Db;
 
-const KEYS: usize = 200_000;
+/// Debug builds (the default `cargo test`) use a tenth, so the suite stays quick.
+const KEYS: usize = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
 
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
