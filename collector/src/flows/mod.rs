@@ -76,10 +76,15 @@ impl FlowsConfig {
                 return Err(format!("{key}: must be at least 1s"));
             }
         }
-        if let Some(dir) = &self.models_dir
-            && !Path::new(dir).is_dir()
-        {
-            return Err(format!("flows.models_dir: {dir:?} is not a directory"));
+        if let Some(dir) = &self.models_dir {
+            if !Path::new(dir).is_dir() {
+                return Err(format!("flows.models_dir: {dir:?} is not a directory"));
+            }
+            // Parsed here too, so `tingzhen config check` names a bad model before a start does.
+            for path in model_files(Path::new(dir)).map_err(|e| format!("flows.models_dir: {dir:?}: {e}"))? {
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                parse_models_file(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
         }
         Ok(())
     }
@@ -93,6 +98,16 @@ struct ModelsFile {
     flow: Vec<FlowModel>,
     #[serde(default)]
     interface: Vec<InterfaceDef>,
+}
+
+/// The `*.toml` files of a models directory, sorted by name.
+fn model_files(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 /// Parses and validates a models file: its `[[flow]]` models and `[[interface]]` entries.
@@ -237,13 +252,7 @@ impl Flows {
     /// Loads every `*.toml` in `dir` (sorted by name). A file's error names the file and field.
     pub fn load_dir(&self, dir: &Path) -> Result<(), FlowError> {
         let file_err = |p: &Path, reason: String| FlowError::File { path: p.display().to_string(), reason };
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| file_err(dir, e.to_string()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        paths.sort();
-        for p in paths {
+        for p in model_files(dir).map_err(|e| file_err(dir, e.to_string()))? {
             let text = std::fs::read_to_string(&p).map_err(|e| file_err(&p, e.to_string()))?;
             self.load_toml(&text, &p.display().to_string()).map_err(|e| file_err(&p, e.to_string()))?;
         }

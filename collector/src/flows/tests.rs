@@ -253,3 +253,17 @@ fn otlp_protobuf_and_json_spans_become_events() {
     assert_eq!((e.key.as_str(), e.step.as_str(), e.system.as_str(), e.ok), ("42", "ordered", "LIS", true));
     assert!(events[1].as_ref().unwrap_err().contains("flow.key"));
 }
+
+#[test]
+fn config_validation_names_a_bad_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = FlowsConfig { models_dir: Some(dir.path().display().to_string()), ..FlowsConfig::default() };
+    cfg.validate().unwrap();
+    std::fs::write(dir.path().join("a.toml"), MODELS).unwrap();
+    cfg.validate().unwrap();
+    std::fs::write(dir.path().join("b.toml"), "[[flow]]\nname = \"x\"\nsteps = []\n").unwrap();
+    let e = cfg.validate().unwrap_err();
+    assert!(e.contains("b.toml") && e.contains("steps"), "{e}");
+    let hospital = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/flows");
+    FlowsConfig { models_dir: Some(hospital.into()), ..FlowsConfig::default() }.validate().unwrap();
+}
