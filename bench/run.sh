@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks against real peers; results are appended to docs/benchmarks.md.
-#   bench/run.sh [agent|ingest|query|alert|all] [--flag value ...]     (default: all)
+#   bench/run.sh [agent|ingest|query|alert|targets|all] [--flag value ...]     (default: all;
+#   targets is not part of all)
 # Release builds. Not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
