@@ -286,12 +286,12 @@ pub struct Targets {
 async fn open_collector(config: &Config, db: Arc<Db>) -> anyhow::Result<Collector> {
     let settings = config.collector_settings();
     let flows = config.flows.clone();
-    Ok(tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let collector = Collector::open(&settings, db)?;
         collector.flows().configure(flows).context("[flows]")?;
         Ok::<_, anyhow::Error>(collector)
     })
-    .await??)
+    .await?
 }
 
 /// Collector and alerting in one process: alerting queries the collector's engine directly
