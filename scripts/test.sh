@@ -42,6 +42,39 @@ for bin in "${!PEERS[@]}"; do
   [[ -x "$bin" ]] || { echo "test.sh: $bin still missing after install" >&2; exit 1; }
 done
 
+# The Python OpenTelemetry SDK exporter feeds the OTLP flows test (tests/tests/flows_e2e.rs) real
+# spans; pip (PyPI is reachable on the build machines) for the `python3` the tests call.
+if ! python3 -c 'import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+  echo "test.sh: installing the OpenTelemetry Python SDK (pip)" >&2
+  python3 -m pip install -q opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
+fi
+
+# Services the tests talk to: start any that is not answering, with the machine's own commands.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+start_if_down() {
+  local port=$1 name=$2
+  shift 2
+  port_open "$port" && return 0
+  echo "test.sh: $name is not answering on port $port; starting it" >&2
+  "$@" || true
+  for _ in $(seq 1 60); do
+    port_open "$port" && return 0
+    sleep 1
+  done
+  echo "test.sh: $name did not come up on port $port" >&2
+  exit 1
+}
+if command -v pg_ctlcluster >/dev/null && [[ -d /etc/postgresql ]]; then
+  start_if_down 5432 PostgreSQL pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
+fi
+start_if_down 3306 MariaDB start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+start_if_down 6379 Redis redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+  --dir /var/lib/redis --logfile /var/log/redis/ci.log
+start_if_down 5672 RabbitMQ rabbitmq-server -detached
+start_if_down 1883 Mosquitto mosquitto -d -c /etc/mosquitto/mosquitto.conf
+start_if_down 4222 NATS start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+  -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+
 # The agent's PostgreSQL target test (tests/tests/agent_targets.rs) needs pg_stat_statements
 # preloaded. Doing the one restart of the local cluster here keeps it out of the middle of the
 # test run; the test's own helper does the same idempotently if this did not run.
