@@ -2,8 +2,10 @@
 //! override the config file.
 
 use crate::config::Config;
+use crate::console::Console;
 use crate::{quickstart, serve};
 use anyhow::Context;
+use axum::Router;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -115,6 +117,8 @@ enum Target {
     /// Rules, alert state, routing, notifications; queries the collector named in
     /// `[alerting.collector]` over HTTP.
     Alerting,
+    /// The web console (identity and dashboard) over the APIs named in `[dashboard.api]`.
+    Dashboard,
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,8 +271,17 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
         let db = Arc::new(open_db(Path::new(&config.storage.data_dir))?);
         let targets = match target {
             Target::All => open_all(&config, db).await?,
-            Target::Collector => Targets { collector: Some(open_collector(&config, db).await?), alerting: None },
-            Target::Alerting => Targets { collector: None, alerting: Some(open_alerting_remote(&config, db).await?) },
+            Target::Collector => {
+                Targets { collector: Some(open_collector(&config, db).await?), alerting: None, console: None }
+            }
+            Target::Alerting => {
+                Targets { collector: None, alerting: Some(open_alerting_remote(&config, db).await?), console: None }
+            }
+            Target::Dashboard => {
+                let (config, db) = (config.clone(), db.clone());
+                let console = tokio::task::spawn_blocking(move || Console::remote(&config, db)).await??;
+                Targets { collector: None, alerting: None, console: Some(console) }
+            }
         };
         let listener = serve::bind(&config.server.listen).await?;
         let scheme = if config.server.tls.is_some() { "https" } else { "http" };
@@ -281,6 +294,7 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
 pub struct Targets {
     pub collector: Option<Collector>,
     pub alerting: Option<Arc<Alerting>>,
+    pub console: Option<Console>,
 }
 
 async fn open_collector(config: &Config, db: Arc<Db>) -> anyhow::Result<Collector> {
@@ -305,12 +319,16 @@ pub async fn open_all(config: &Config, db: Arc<Db>) -> anyhow::Result<Targets> {
     let collector = open_collector(config, db.clone()).await?;
     let query = collector.query_service();
     let alerting_config = config.alerting.clone();
-    let alerting = tokio::task::spawn_blocking(move || Alerting::open(&alerting_config, db, query))
+    let alerting_db = db.clone();
+    let alerting = tokio::task::spawn_blocking(move || Alerting::open(&alerting_config, alerting_db, query))
         .await?
         .context("cannot start alerting")?;
     let alerting = Arc::new(alerting);
     collector.add_ingest_observer(alerting.observer());
-    Ok(Targets { collector: Some(collector), alerting: Some(alerting) })
+    let api = collector.router().merge(tingzhen_alerting::api::router(alerting.clone()));
+    let config = config.clone();
+    let console = tokio::task::spawn_blocking(move || Console::in_process(&config, db, api)).await??;
+    Ok(Targets { collector: Some(collector), alerting: Some(alerting), console: Some(console) })
 }
 
 async fn open_alerting_remote(config: &Config, db: Arc<Db>) -> anyhow::Result<Arc<Alerting>> {
@@ -344,7 +362,14 @@ pub async fn run_until_signal(
         (Some(c), Some(a)) => c.router().merge(tingzhen_alerting::api::router(a.clone())),
         (Some(c), None) => c.router(),
         (None, Some(a)) => tingzhen_alerting::api::standalone_router(a.clone()),
-        (None, None) => anyhow::bail!("no target to run"),
+        (None, None) => Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+            .route("/readyz", axum::routing::get(|| async { "ready\n" })),
+    };
+    let router = match &targets.console {
+        Some(console) => router.merge(console.router()),
+        None if targets.collector.is_none() && targets.alerting.is_none() => anyhow::bail!("no target to run"),
+        None => router,
     };
     let mut background = Vec::new();
     if let Some(collector) = targets.collector {

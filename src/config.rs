@@ -9,6 +9,8 @@ use tingzhen_collector::CollectorSettings;
 use tingzhen_collector::config::{InventoryConfig, QueryConfig, StorageConfig};
 use tingzhen_collector::flows::FlowsConfig;
 use tingzhen_core::config::ServerConfig;
+use tingzhen_dashboard::DashboardConfig;
+use tingzhen_identity::IdentityConfig;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,6 +21,8 @@ pub struct Config {
     pub inventory: InventoryConfig,
     pub alerting: AlertingConfig,
     pub flows: FlowsConfig,
+    pub identity: IdentityConfig,
+    pub dashboard: DashboardConfig,
 }
 
 impl Config {
@@ -57,6 +61,8 @@ impl Config {
         self.inventory.validate().map_err(anyhow::Error::msg)?;
         self.alerting.validate().map_err(anyhow::Error::msg)?;
         self.flows.validate().map_err(anyhow::Error::msg)?;
+        self.identity.validate()?;
+        self.dashboard.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod console;
 mod identity_cli;
 mod quickstart;
 mod serve;

@@ -25,6 +25,8 @@ fn fresh_token(db: &Db, name: &str, scopes: &[Scope]) -> anyhow::Result<String> 
 
 pub fn run(listen: &str, data: &Path, interval: Duration) -> anyhow::Result<()> {
     let mut config = Config::default();
+    // The quickstart serves plain HTTP on this machine; a Secure cookie would not come back.
+    config.identity.cookie_secure = false;
     config.server.listen = listen.to_string();
     config.storage.data_dir = data.display().to_string();
     config.validate()?;
@@ -33,17 +35,51 @@ pub fn run(listen: &str, data: &Path, interval: Duration) -> anyhow::Result<()> 
     let agent_token = fresh_token(&db, AGENT_TOKEN, &[Scope::Ingest])?;
     runtime()?.block_on(async move {
         let targets = open_all(&config, db).await?;
+        let console_login = match &targets.console {
+            Some(c) => bootstrap_admin(c.identity.clone()).await?,
+            None => None,
+        };
         let listener = serve::bind(&config.server.listen).await?;
         let url = format!("http://{}", listener.local_addr().context("listener address")?);
         let agent = start_agent(&url, &agent_token, data, interval)?;
         let traffic = start_demo_traffic(&targets)?;
-        print_banner(&url, &admin, data, interval);
+        print_banner(&url, &admin, data, interval, console_login.as_deref());
         let stop_agent: Box<dyn FnOnce() + Send> = Box::new(move || {
             traffic.store(true, std::sync::atomic::Ordering::Relaxed);
             agent.shutdown()
         });
         run_until_signal(targets, listener, None, Some(stop_agent)).await
     })
+}
+
+const CONSOLE_ADMIN: &str = "admin";
+
+/// On a fresh data dir: the console's first administrator with a random one-time password
+/// (changed at first login). `None` when users exist already.
+async fn bootstrap_admin(identity: Arc<tingzhen_identity::Identity>) -> anyhow::Result<Option<String>> {
+    let password = one_time_password();
+    let pw = password.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        identity.bootstrap_admin(&tingzhen_identity::Actor::new("cli:quickstart", "127.0.0.1"), CONSOLE_ADMIN, &pw)
+    })
+    .await?
+    .context("cannot create the console's first administrator")?;
+    Ok(created.then_some(password))
+}
+
+/// 16 characters from four classes (so it always passes the password policy), without
+/// look-alikes (0/O, 1/l/I) since people type it from a terminal.
+fn one_time_password() -> String {
+    use rand::seq::{IndexedRandom, SliceRandom};
+    const CLASSES: [&[u8]; 4] = [b"ABCDEFGHJKLMNPQRSTUVWXYZ", b"abcdefghijkmnpqrstuvwxyz", b"23456789", b"#%+=@"];
+    let mut rng = rand::rng();
+    let mut chars: Vec<u8> = CLASSES.iter().map(|c| *c.choose(&mut rng).expect("class is not empty")).collect();
+    let all: Vec<u8> = CLASSES.concat();
+    while chars.len() < 16 {
+        chars.push(*all.choose(&mut rng).expect("alphabet is not empty"));
+    }
+    chars.shuffle(&mut rng);
+    String::from_utf8(chars).expect("ASCII")
 }
 
 fn start_agent(url: &str, token: &str, data: &Path, interval: Duration) -> anyhow::Result<tingzhen_agent::AgentHandle> {
@@ -74,11 +110,20 @@ fn start_demo_traffic(targets: &crate::cli::Targets) -> anyhow::Result<Arc<std::
     Ok(stop)
 }
 
-fn print_banner(url: &str, admin: &str, data: &Path, interval: Duration) {
+fn print_banner(url: &str, admin: &str, data: &Path, interval: Duration, console_password: Option<&str>) {
     let secs = interval.as_secs().max(1);
     println!("tingzhen (听诊) is up.");
     println!();
     println!("URL: {url}");
+    println!("Console: {url}/ui/");
+    match console_password {
+        Some(p) => {
+            println!("Console user: {CONSOLE_ADMIN}");
+            println!("Console password: {p}");
+            println!("  (one-time: you must change it at first login)");
+        }
+        None => println!("Console users exist already in this data dir (manage them with `tingzhen user`)."),
+    }
     println!("Admin token: {admin}");
     println!("  (shown once; a new one is issued at every start. Keep it secret.)");
     println!("Data: {}", data.display());

@@ -1,0 +1,232 @@
+// tingzhen console script: preferences, live refresh, and every state-changing request.
+// Writes go through tz.api, which adds the session's CSRF token and the anti-replay nonce and
+// timestamp that identity requires; pages mark forms and buttons with data-api / data-action
+// instead of carrying their own scripts (the CSP allows no inline script).
+(function () {
+  'use strict';
+
+  function meta(name) {
+    var m = document.querySelector('meta[name="' + name + '"]');
+    return m ? m.getAttribute('content') : '';
+  }
+
+  function nonce() {
+    var b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.prototype.map.call(b, function (x) { return ('0' + x.toString(16)).slice(-2); }).join('');
+  }
+
+  function toast(text, bad) {
+    var t = document.getElementById('toast');
+    if (!t) { return; }
+    t.textContent = text;
+    t.className = 'toast show' + (bad ? ' bad' : '');
+    clearTimeout(t._timer);
+    t._timer = setTimeout(function () { t.className = 'toast'; }, bad ? 6000 : 2500);
+  }
+
+  // Calls a JSON API; resolves with `data`, rejects with an Error carrying the server's message.
+  function api(method, url, body) {
+    var headers = { 'Accept': 'application/json', 'Accept-Language': meta('tz-lang') || 'zh-CN' };
+    if (method !== 'GET') {
+      headers['X-CSRF-Token'] = meta('csrf-token');
+      headers['X-Request-Nonce'] = nonce();
+      headers['X-Request-Timestamp'] = String(Date.now());
+    }
+    if (body !== undefined) { headers['Content-Type'] = 'application/json'; }
+    return fetch(url, {
+      method: method, headers: headers, credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (res) {
+      return res.text().then(function (text) {
+        var json = null;
+        try { json = text ? JSON.parse(text) : {}; } catch (e) { json = null; }
+        if (!res.ok || (json && json.status === 'error')) {
+          var msg = json ? (json.message || json.error || res.statusText) : (text || res.statusText);
+          if (json && json.rules && json.violations) { msg = msg + '\n' + json.rules; }
+          var err = new Error(msg);
+          err.status = res.status;
+          err.body = json;
+          throw err;
+        }
+        return json && json.data !== undefined ? json.data : json;
+      });
+    });
+  }
+
+  function setCookie(name, value) {
+    document.cookie = name + '=' + encodeURIComponent(value) + '; path=/; max-age=31536000; SameSite=Strict';
+  }
+
+  // Collects a form's named fields into an object: checkboxes as booleans, number inputs as
+  // numbers, data-json fields parsed, data-list fields split on commas or new lines.
+  function formData(form) {
+    var out = {};
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.disabled) { return; }
+      var v;
+      if (el.type === 'checkbox') { v = el.checked; }
+      else if (el.type === 'number') { v = el.value === '' ? null : Number(el.value); }
+      else if (el.hasAttribute('data-json')) { v = el.value.trim() === '' ? null : JSON.parse(el.value); }
+      else if (el.hasAttribute('data-list')) { v = el.value.split(/[\n,]/).map(function (s) { return s.trim(); }).filter(Boolean); }
+      else if (el.multiple) { v = Array.prototype.filter.call(el.options, function (o) { return o.selected; }).map(function (o) { return o.value; }); }
+      else { v = el.value; }
+      if (el.hasAttribute('data-optional') && (v === '' || v === null)) { return; }
+      out[el.name] = v;
+    });
+    return out;
+  }
+
+  function after(el, data) {
+    var done = el.getAttribute('data-done');
+    if (done) { toast(done); }
+    var go = el.getAttribute('data-redirect');
+    if (go) {
+      location.href = go.replace('{id}', data && data.id !== undefined ? encodeURIComponent(data.id) : '');
+    } else if (!el.hasAttribute('data-stay')) {
+      setTimeout(function () { location.reload(); }, done ? 600 : 0);
+    }
+  }
+
+  function failed(el, err) {
+    var box = el.querySelector && el.querySelector('.error');
+    if (box) { box.textContent = err.message; } else { toast(err.message, true); }
+    if (err.status === 401) { setTimeout(function () { location.href = '/ui/login?next=' + encodeURIComponent(location.pathname + location.search); }, 1500); }
+  }
+
+  function wireForms() {
+    document.querySelectorAll('form[data-api]').forEach(function (form) {
+      form.addEventListener('submit', function (ev) {
+        ev.preventDefault();
+        var body;
+        try { body = formData(form); } catch (e) { failed(form, e); return; }
+        var method = (form.getAttribute('data-method') || 'POST').toUpperCase();
+        var url = form.getAttribute('data-api');
+        Object.keys(body).forEach(function (k) {
+          if (url.indexOf('{' + k + '}') >= 0) { url = url.replace('{' + k + '}', encodeURIComponent(body[k])); }
+        });
+        var box = form.querySelector('.error');
+        if (box) { box.textContent = ''; }
+        api(method, url, method === 'DELETE' ? undefined : body).then(function (data) {
+          var out = form.querySelector('[data-result]');
+          if (out) { out.textContent = typeof data === 'string' ? data : JSON.stringify(data, null, 2); }
+          after(form, data);
+        }, function (err) { failed(form, err); });
+      });
+    });
+    document.querySelectorAll('[data-action]').forEach(function (btn) {
+      btn.addEventListener('click', function () {
+        var q = btn.getAttribute('data-confirm');
+        if (q && !confirm(q)) { return; }
+        var method = (btn.getAttribute('data-method') || 'POST').toUpperCase();
+        var raw = btn.getAttribute('data-body');
+        var body = raw ? JSON.parse(raw) : (method === 'DELETE' ? undefined : {});
+        btn.disabled = true;
+        api(method, btn.getAttribute('data-action'), body).then(function (data) {
+          btn.disabled = false;
+          after(btn, data);
+        }, function (err) { btn.disabled = false; failed(btn, err); });
+      });
+    });
+  }
+
+  function wireRefresh() {
+    document.querySelectorAll('[data-refresh]').forEach(function (el) {
+      var every = Math.max(1, Number(el.getAttribute('data-every') || 10)) * 1000;
+      setInterval(function () {
+        if (document.hidden) { return; }
+        fetch(el.getAttribute('data-refresh'), { credentials: 'same-origin' }).then(function (res) {
+          if (res.redirected || res.status === 401) { location.reload(); return null; }
+          return res.ok ? res.text() : null;
+        }).then(function (html) {
+          if (html !== null && html !== undefined) { el.innerHTML = html; }
+        }, function () { /* a missed refresh is retried at the next tick */ });
+      }, every);
+    });
+  }
+
+  function wirePrefs() {
+    document.querySelectorAll('select[data-pref]').forEach(function (sel) {
+      sel.addEventListener('change', function () {
+        setCookie(sel.getAttribute('data-pref'), sel.value);
+        location.reload();
+      });
+    });
+    var toggle = document.querySelector('[data-toggle="nav"]');
+    if (toggle) { toggle.addEventListener('click', function () { document.getElementById('nav').classList.toggle('open'); }); }
+    var logout = document.querySelector('[data-logout]');
+    if (logout) {
+      logout.addEventListener('click', function () {
+        api('POST', '/api/v1/auth/logout').then(function () { location.href = '/ui/login'; }, function () { location.href = '/ui/login'; });
+      });
+    }
+  }
+
+  function wireLogin() {
+    var form = document.getElementById('login-form');
+    if (!form) { return; }
+    var captchaId = null;
+    function loadCaptcha() {
+      return api('GET', '/api/v1/auth/captcha').then(function (c) {
+        captchaId = c.id;
+        document.getElementById('captcha-img').src = c.image;
+        document.getElementById('captcha-box').hidden = false;
+        document.getElementById('captcha').value = '';
+      });
+    }
+    document.getElementById('captcha-refresh').addEventListener('click', loadCaptcha);
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var body = { username: document.getElementById('username').value, password: document.getElementById('password').value };
+      if (captchaId) { body.captcha_id = captchaId; body.captcha_answer = document.getElementById('captcha').value; }
+      var totp = document.getElementById('totp').value;
+      if (totp) { body.totp = totp; }
+      var error = document.getElementById('login-error');
+      error.textContent = '';
+      api('POST', '/api/v1/auth/login', body).then(function (s) {
+        if (s.restriction === 'password_change') { location.href = '/ui/password'; }
+        else if (s.restriction === 'totp_enrolment') { location.href = '/ui/totp'; }
+        else { location.href = form.getAttribute('data-next') || '/ui/'; }
+      }, function (err) {
+        error.textContent = err.message;
+        if (err.body && err.body.error === 'totp_required') { document.getElementById('totp-box').hidden = false; }
+        captchaId = null;
+        document.getElementById('captcha-box').hidden = true;
+        if (err.body && err.body.captcha_required) { loadCaptcha(); }
+      });
+    });
+  }
+
+  function wirePassword() {
+    var form = document.getElementById('password-form');
+    if (!form) { return; }
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var error = document.getElementById('password-error');
+      var nw = document.getElementById('new-password').value;
+      if (nw !== document.getElementById('repeat-password').value) { error.textContent = form.getAttribute('data-mismatch'); return; }
+      api('POST', '/api/v1/auth/password', { old_password: document.getElementById('old-password').value, new_password: nw })
+        .then(function () { toast(form.getAttribute('data-done')); setTimeout(function () { location.href = '/ui/'; }, 600); },
+              function (err) { error.textContent = err.message; });
+    });
+  }
+
+  function wireTotp() {
+    var form = document.getElementById('totp-form');
+    if (!form) { return; }
+    api('POST', '/api/v1/auth/totp/enroll', {}).then(function (e) {
+      document.getElementById('totp-secret').textContent = e.secret;
+      document.getElementById('totp-uri').textContent = e.otpauth_uri;
+    }, function (err) { document.getElementById('totp-error').textContent = err.message; });
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      api('POST', '/api/v1/auth/totp/confirm', { code: document.getElementById('totp-code').value })
+        .then(function () { location.href = '/ui/'; }, function (err) { document.getElementById('totp-error').textContent = err.message; });
+    });
+  }
+
+  window.tz = { api: api, toast: toast, formData: formData };
+  document.addEventListener('DOMContentLoaded', function () {
+    wirePrefs(); wireForms(); wireRefresh(); wireLogin(); wirePassword(); wireTotp();
+  });
+})();

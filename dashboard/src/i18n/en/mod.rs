@@ -1,0 +1,6 @@
+//! English, one file per console area (same keys as `zh_cn`).
+
+mod common;
+mod overview;
+
+pub(super) const AREAS: &[super::Table] = &[common::STRINGS, overview::STRINGS];

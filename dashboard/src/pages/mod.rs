@@ -1,0 +1,24 @@
+//! The console's pages, one module per area, each with its own `routes()`; this module joins
+//! them and serves the embedded assets.
+
+mod assets;
+mod auth;
+pub(crate) mod data;
+mod overview;
+
+use crate::Dashboard;
+use axum::Router;
+use axum::response::Redirect;
+use axum::routing::get;
+
+pub fn routes() -> Router<Dashboard> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .merge(assets::routes())
+        .merge(auth::routes())
+        .merge(overview::routes())
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;
