@@ -137,6 +137,12 @@ pub(crate) struct StoreArgs {
     config: Option<PathBuf>,
 }
 
+impl StoreArgs {
+    pub(crate) fn config_file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum TokenCommand {
     /// Create a token; prints only the token on stdout.

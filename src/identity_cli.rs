@@ -66,9 +66,13 @@ pub enum AuditCommand {
     },
 }
 
+/// The identity store with the `[identity]` section of `--config` (its audit key and password
+/// policy must be the server's, or CLI records would not chain and CLI passwords would skip
+/// the configured rules).
 fn open(store: &StoreArgs) -> anyhow::Result<Identity> {
     let db = Arc::new(open_db(&store_dir(store)?)?);
-    Identity::new(db, IdentityConfig::default(), Arc::new(SystemClock)).context("cannot open the identity store")
+    let cfg: IdentityConfig = crate::config::Config::load_or_default(store.config_file())?.identity;
+    Identity::new(db, cfg, Arc::new(SystemClock)).context("cannot open the identity store")
 }
 
 fn actor() -> Actor {
