@@ -7,9 +7,11 @@
 use super::engine::{Applied, KeyState};
 use super::event::Event;
 use super::model::Compiled;
+use super::table::Packed;
 use super::{FlowError, Flows, State, store};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -29,7 +31,7 @@ pub struct IngestReport {
 }
 
 /// (hour, flow, campus, source system, destination system) of the data-flow map.
-type TrafficKey = (i64, String, String, String, String);
+type TrafficKey = (i64, Arc<str>, Arc<str>, Arc<str>, Arc<str>);
 
 struct Touched {
     state: KeyState,
@@ -75,27 +77,27 @@ impl Flows {
         let mut st = self.state.lock();
         let (touched, effects, duplicates) = self.db.with_conn(|c| {
             let tx = c.transaction()?;
-            let mut touched: HashMap<(String, String), Touched> = HashMap::new();
+            // Keyed by the interned flow and the key moved out of its event: no copy per event.
+            let mut touched: HashMap<(Arc<str>, String), Touched> = HashMap::new();
             let mut effects = Vec::new();
             let mut duplicates = 0;
             let mut traffic: HashMap<TrafficKey, (i64, i64)> = HashMap::new();
-            let mut volume: HashMap<(String, i64), u64> = HashMap::new();
-            for (event, model, step) in valid {
+            let mut volume: HashMap<(Arc<str>, i64), u64> = HashMap::new();
+            for (mut event, model, step) in valid {
                 if !store::insert_event(&tx, &event, now)? {
                     duplicates += 1;
                     continue;
                 }
-                let id = (event.flow.clone(), event.key.clone());
-                if !touched.contains_key(&id) {
-                    let t = find_key(&mut st, &tx, &event, &model)?;
-                    touched.insert(id.clone(), t);
-                }
-                let t = touched.get_mut(&id).expect("inserted above");
+                let flow = st.intern(&event.flow);
+                let t = match touched.entry((flow.clone(), std::mem::take(&mut event.key))) {
+                    Entry::Occupied(o) => o.into_mut(),
+                    Entry::Vacant(v) => {
+                        let t = find_key(&mut st, &tx, &v.key().0, &v.key().1, &event, &model)?;
+                        v.insert(t)
+                    }
+                };
                 let system = st.intern(&event.system);
-                let applied = t.state.apply(&model, step, &event, system);
-                if !event.attrs.is_empty() && !model.rule_attrs().is_empty() {
-                    st.intern_key(&mut t.state);
-                }
+                let applied = t.state.apply(&model, step, &event, system.clone());
                 let mut closed_now = false;
                 if let Some(c) = applied.closed_by
                     && t.status != "completed"
@@ -107,16 +109,22 @@ impl Flows {
                     // A late event revives an expired key: it is plainly still moving.
                     t.status = "open".into();
                 }
-                let src = applied.previous_system.as_deref().unwrap_or("").to_string();
+                let src = match &applied.previous_system {
+                    Some(s) => s.clone(),
+                    None => st.intern(""),
+                };
                 let hour = event.time_ms - event.time_ms.rem_euclid(store::HOUR_MS);
-                let slot = traffic
-                    .entry((hour, event.flow.clone(), event.campus.clone(), src, event.system.clone()))
-                    .or_insert((0, 0));
+                let campus = st.intern(&event.campus);
+                let slot = traffic.entry((hour, flow, campus, src, system)).or_insert((0, 0));
                 slot.0 += 1;
                 slot.1 += i64::from(!event.ok);
-                if let Some(iface) = st.registry.resolve(event.interface.as_deref(), &event.system, &event.campus) {
+                let iface = st
+                    .registry
+                    .resolve(event.interface.as_deref(), &event.system, &event.campus)
+                    .map(|d| d.name.clone());
+                if let Some(name) = iface {
                     let bucket = event.time_ms - event.time_ms.rem_euclid(store::VOLUME_BUCKET_MS);
-                    *volume.entry((iface.name.clone(), bucket)).or_default() += 1;
+                    *volume.entry((st.intern(&name), bucket)).or_default() += 1;
                 }
                 effects.push(Effect { campus: t.state.campus.clone(), event, step, applied, closed_now });
             }
@@ -135,12 +143,13 @@ impl Flows {
         })?;
         report.duplicates = duplicates;
         report.accepted = effects.len();
+        let State { keys, names, .. } = &mut *st;
         for ((flow, key), t) in touched {
-            let keys = st.keys.entry(flow).or_default();
+            let keys = keys.entry(flow.to_string()).or_default();
             if t.status == "open" {
-                keys.insert(key.into_boxed_str(), t.state);
+                keys.insert(&key, Packed::pack(&t.state, names));
             } else {
-                keys.remove(key.as_str());
+                keys.remove(&key);
             }
         }
         for fx in effects {
@@ -176,14 +185,19 @@ impl Flows {
 
 use tingzhen_core::db::rusqlite;
 
-fn find_key(st: &mut State, tx: &rusqlite::Transaction, event: &Event, model: &Compiled) -> rusqlite::Result<Touched> {
-    if let Some(k) = st.keys.get(&event.flow).and_then(|m| m.get(event.key.as_str())) {
-        return Ok(Touched { state: k.clone(), status: "open".into(), closed_step: None });
+fn find_key(
+    st: &mut State,
+    tx: &rusqlite::Transaction,
+    flow: &str,
+    key: &str,
+    event: &Event,
+    model: &Compiled,
+) -> rusqlite::Result<Touched> {
+    if let Some(k) = st.keys.get(flow).and_then(|m| m.get(key)) {
+        return Ok(Touched { state: k.unpack(&st.names), status: "open".into(), closed_step: None });
     }
-    if let Some(row) = store::load_key(tx, &event.flow, &event.key)? {
-        let mut state = row.key_state;
-        st.intern_key(&mut state);
-        return Ok(Touched { state, status: row.state, closed_step: row.closed_step });
+    if let Some(row) = store::load_key(tx, flow, key)? {
+        return Ok(Touched { state: row.key_state, status: row.state, closed_step: row.closed_step });
     }
     let campus = st.intern(&event.campus);
     let system = st.intern(&event.system);

@@ -17,21 +17,22 @@ pub mod model;
 pub mod otlp;
 mod query;
 mod store;
+mod table;
 
 pub use ingest::IngestReport;
 pub use query::{TimeRange, shanghai as query_time};
 
 use crate::backend::Backend;
-use engine::KeyState;
 use interfaces::{InterfaceDef, Registry};
 use metrics::FlowMetrics;
 use model::{Compiled, FlowModel, ModelError};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use table::{Interner, KeyTable, Packed};
 use tingzhen_core::config::HumanDuration;
 use tingzhen_core::db::{Db, DbError, rusqlite};
 
@@ -144,35 +145,18 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// In-memory state guarded by one lock: ingest batches and ticks are short and serialised.
 #[derive(Default)]
 struct State {
-    /// flow → key → state, open keys only.
-    keys: HashMap<String, HashMap<Box<str>, KeyState>>,
+    /// flow → open keys, packed.
+    keys: HashMap<String, KeyTable>,
     metrics: FlowMetrics,
-    /// Campus, system, flow and step names are few; sharing them keeps keys small.
-    interned: HashSet<Arc<str>>,
+    /// Campus, system, flow, step and attribute names are few; keys hold their ids.
+    names: Interner,
     registry: Registry,
     last_prune_ms: i64,
 }
 
 impl State {
     fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some(a) = self.interned.get(s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s);
-        self.interned.insert(a.clone());
-        a
-    }
-
-    /// Points a key's strings at the shared copies, so a million open keys hold pointers.
-    fn intern_key(&mut self, k: &mut KeyState) {
-        k.campus = self.intern(&k.campus);
-        k.system = self.intern(&k.system);
-        let mut attrs = std::mem::take(&mut k.attrs).into_vec();
-        for (name, value) in &mut attrs {
-            *name = self.intern(name);
-            *value = self.intern(value);
-        }
-        k.attrs = attrs.into_boxed_slice();
+        self.names.arc(s)
     }
 }
 
@@ -228,13 +212,13 @@ impl Flows {
         let models = self.models.read();
         let mut st = self.state.lock();
         st.keys.clear();
+        let State { keys, names, .. } = &mut *st;
         for row in rows {
             let mut ks = row.key_state;
-            st.intern_key(&mut ks);
             if let Some(m) = models.get(&row.flow) {
                 ks.recompute_due(m);
             }
-            st.keys.entry(row.flow).or_default().insert(row.key.into_boxed_str(), ks);
+            keys.entry(row.flow).or_default().insert(&row.key, Packed::pack(&ks, names));
         }
         Ok(())
     }
@@ -291,9 +275,12 @@ impl Flows {
         self.models.write().insert(compiled.name().to_string(), compiled.clone());
         // Open keys' due times follow the new deadlines.
         let mut st = self.state.lock();
-        if let Some(keys) = st.keys.get_mut(compiled.name()) {
-            for k in keys.values_mut() {
+        let State { keys, names, .. } = &mut *st;
+        if let Some(keys) = keys.get_mut(compiled.name()) {
+            for p in keys.values_mut() {
+                let mut k = p.unpack(names);
                 k.recompute_due(&compiled);
+                *p = Packed::pack(&k, names);
             }
         }
         Ok((version, true))
@@ -368,11 +355,11 @@ impl Flows {
         let retention_ms = self.config.read().retention.0.as_millis() as i64;
         let mut st = self.state.lock();
         // Expiry: persisted first, then forgotten.
-        let mut expired: Vec<(String, Box<str>)> = Vec::new();
+        let mut expired: Vec<(String, String)> = Vec::new();
         for (flow, keys) in &st.keys {
             let horizon = self.horizon_ms(models.get(flow).map(|m| &**m));
             expired.extend(
-                keys.iter().filter(|(_, k)| now - k.last_ms > horizon).map(|(key, _)| (flow.clone(), key.clone())),
+                keys.iter().filter(|(_, k)| now - k.last_ms > horizon).map(|(key, _)| (flow.clone(), key.to_string())),
             );
         }
         if !expired.is_empty() {
@@ -380,7 +367,7 @@ impl Flows {
                 let tx = c.transaction()?;
                 for (flow, key) in &expired {
                     if let Some(k) = st.keys.get(flow).and_then(|m| m.get(key)) {
-                        store::save_key(&tx, flow, key, "expired", None, k)?;
+                        store::save_key(&tx, flow, key, "expired", None, &k.unpack(&st.names))?;
                     }
                 }
                 tx.commit()
@@ -388,7 +375,8 @@ impl Flows {
             for (flow, key) in &expired {
                 if let Some(k) = st.keys.get_mut(flow).and_then(|m| m.remove(key)) {
                     let f = st.intern(flow);
-                    st.metrics.expired(&f, &k.campus);
+                    let campus = st.names.get(k.campus).clone();
+                    st.metrics.expired(&f, &campus);
                 }
             }
         }
@@ -405,7 +393,7 @@ impl Flows {
 
     /// Number of open keys (all flows).
     pub fn open_keys(&self) -> usize {
-        self.state.lock().keys.values().map(HashMap::len).sum()
+        self.state.lock().keys.values().map(KeyTable::len).sum()
     }
 }
 

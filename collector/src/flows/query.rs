@@ -40,29 +40,36 @@ pub(super) fn tick_series(
     let mut open = GaugeCounts::new();
     let mut overdue = GaugeCounts::new();
     let mut failed = GaugeCounts::new();
-    let mut interned: HashMap<(&str, usize), Arc<str>> = HashMap::new();
-    let mut names = Vec::new();
+    // Counted by ids first (no string or refcount work per key), named once per label set.
+    let mut by_id: [HashMap<(u8, u32, u32), u64>; 3] = Default::default();
     for (flow, keys) in &st.keys {
-        let Some(model) = models.get(flow) else { continue };
-        let f: Arc<str> = Arc::from(flow.as_str());
-        names.clear();
-        names.extend(model.steps().iter().map(|s| Arc::<str>::from(s.name.as_str())));
+        let Some(model) = models.get(flow).filter(|_| !keys.is_empty()) else { continue };
+        for c in &mut by_id {
+            c.clear();
+        }
         for k in keys.values() {
-            let last = names[k.furthest().unwrap_or(0) as usize].clone();
-            *open.entry((f.clone(), last.clone(), k.campus.clone(), k.system.clone())).or_default() += 1;
+            let last = k.furthest().unwrap_or(0);
+            *by_id[0].entry((last, k.campus, k.system)).or_default() += 1;
             if k.is_overdue(now_ms)
-                && let Some(a) = k.awaiting
+                && let Some(a) = k.awaiting()
             {
-                let step = names[a as usize].clone();
-                *overdue.entry((f.clone(), step, k.campus.clone(), k.system.clone())).or_default() += 1;
+                *by_id[1].entry((a, k.campus, k.system)).or_default() += 1;
             }
             if k.errors != 0 {
-                let e = (31 - k.errors.leading_zeros()) as usize;
-                let step = names.get(e).cloned().unwrap_or(last);
-                *failed.entry((f.clone(), step, k.campus.clone(), k.system.clone())).or_default() += 1;
+                let e = (31 - k.errors.leading_zeros()) as u8;
+                let step = if (e as usize) < model.steps().len() { e } else { last };
+                *by_id[2].entry((step, k.campus, k.system)).or_default() += 1;
             }
         }
-        interned.clear();
+        let f: Arc<str> = st.names.arc(flow);
+        for (counts, out) in by_id.iter().zip([&mut open, &mut overdue, &mut failed]) {
+            for ((step, campus, system), n) in counts {
+                let step_name = model.steps().get(*step as usize).map(|s| s.name.as_str()).unwrap_or("");
+                let label =
+                    (f.clone(), st.names.arc(step_name), st.names.get(*campus).clone(), st.names.get(*system).clone());
+                *out.entry(label).or_default() += n;
+            }
+        }
     }
     let mut zero = Vec::new();
     let mut last_seen = Vec::new();
@@ -97,7 +104,9 @@ impl Flows {
         let live: HashMap<String, _> = {
             let st = self.state.lock();
             rows.iter()
-                .filter_map(|r| st.keys.get(&r.flow).and_then(|m| m.get(key)).map(|k| (r.flow.clone(), k.clone())))
+                .filter_map(|r| {
+                    st.keys.get(&r.flow).and_then(|m| m.get(key)).map(|k| (r.flow.clone(), k.unpack(&st.names)))
+                })
                 .collect()
         };
         let mut out = Vec::new();
@@ -215,8 +224,8 @@ impl Flows {
                 continue;
             }
             let Some(model) = models.get(f) else { continue };
-            for (key, k) in keys {
-                if k.is_overdue(now) && campus.is_none_or(|c| c == &*k.campus) {
+            for (key, k) in keys.iter() {
+                if k.is_overdue(now) && campus.is_none_or(|c| c == &**st.names.get(k.campus)) {
                     found.push((k.due_ms, f, key, k, model));
                 }
             }
@@ -227,10 +236,11 @@ impl Flows {
             .into_iter()
             .take(limit)
             .map(|(due, f, key, k, model)| {
-                let awaited = k.awaiting.map(|a| model.steps()[a as usize].name.as_str());
+                let awaited = k.awaiting().and_then(|a| model.steps().get(a as usize)).map(|s| s.name.as_str());
+                let last_step = model.steps().get(k.furthest().unwrap_or(0) as usize).map(|s| s.name.as_str());
                 json!({
-                    "flow": f, "key": &**key, "campus": &*k.campus, "system": &*k.system,
-                    "last_step": k.last_step_name(model), "awaited_step": awaited,
+                    "flow": f, "key": key, "campus": &**st.names.get(k.campus), "system": &**st.names.get(k.system),
+                    "last_step": last_step.unwrap_or(""), "awaited_step": awaited,
                     "due": shanghai(due), "overdue_seconds": (now - due) as f64 / 1000.0,
                     "last_event": shanghai(k.last_ms),
                 })

@@ -74,7 +74,47 @@ pub const MIGRATIONS: &[&str] = &["CREATE TABLE flow_models (
         bucket_ms INTEGER NOT NULL,
         messages INTEGER NOT NULL,
         PRIMARY KEY (interface, bucket_ms)
-    ) WITHOUT ROWID;"];
+    ) WITHOUT ROWID;",
+    // Fewer B-trees per event: the order number leads both primary keys, so a timeline lookup
+    // by key needs no separate index; open keys are found by one scan at start instead of a
+    // partial index every key write had to maintain. One event is now one B-tree insert and one
+    // key write two (row + first_ms index), where they were two and four.
+    "CREATE TABLE flow_events_new (
+        flow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        step TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        campus TEXT NOT NULL,
+        system TEXT NOT NULL,
+        attrs TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        PRIMARY KEY (key, flow, step, time_ms, ok)
+    ) WITHOUT ROWID;
+    INSERT INTO flow_events_new SELECT flow, key, step, time_ms, ok, campus, system, attrs, received_ms FROM flow_events;
+    DROP TABLE flow_events;
+    ALTER TABLE flow_events_new RENAME TO flow_events;
+    CREATE TABLE flow_keys_new (
+        flow TEXT NOT NULL,
+        key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        campus TEXT NOT NULL,
+        system TEXT NOT NULL,
+        first_ms INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL,
+        reached INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        times TEXT NOT NULL,
+        attrs TEXT NOT NULL,
+        closed_step TEXT,
+        PRIMARY KEY (key, flow)
+    ) WITHOUT ROWID;
+    INSERT INTO flow_keys_new SELECT flow, key, state, version, campus, system, first_ms, last_ms, reached, errors,
+        times, attrs, closed_step FROM flow_keys;
+    DROP TABLE flow_keys;
+    ALTER TABLE flow_keys_new RENAME TO flow_keys;
+    CREATE INDEX flow_keys_first ON flow_keys(flow, first_ms);"];
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const VOLUME_BUCKET_MS: i64 = 300_000;
@@ -216,8 +256,8 @@ pub fn open_keys(conn: &Connection) -> rusqlite::Result<Vec<KeyRow>> {
 }
 
 pub fn load_key(tx: &Transaction, flow: &str, key: &str) -> rusqlite::Result<Option<KeyRow>> {
-    tx.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM flow_keys WHERE flow = ?1 AND key = ?2"))?
-        .query_row([flow, key], key_row)
+    tx.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM flow_keys WHERE key = ?1 AND flow = ?2"))?
+        .query_row([key, flow], key_row)
         .optional()
 }
 
@@ -238,7 +278,7 @@ pub fn save_key(
     tx.prepare_cached(
         "INSERT INTO flow_keys (flow, key, state, version, campus, system, first_ms, last_ms, reached, errors, times, attrs, closed_step)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-         ON CONFLICT(flow, key) DO UPDATE SET state = excluded.state, version = excluded.version,
+         ON CONFLICT(key, flow) DO UPDATE SET state = excluded.state, version = excluded.version,
            campus = excluded.campus, system = excluded.system, first_ms = excluded.first_ms,
            last_ms = excluded.last_ms, reached = excluded.reached, errors = excluded.errors,
            times = excluded.times, attrs = excluded.attrs, closed_step = excluded.closed_step",

@@ -16,6 +16,7 @@
 
 mod agent;
 mod alert;
+mod flows;
 mod ingest;
 mod loadgen;
 mod query;
@@ -69,6 +70,7 @@ fn main() {
         "query" => sections.push(query::run(&flags)),
         "alert" => sections.push(alert::run(&flags)),
         "targets" => sections.push(targets::run(&flags)),
+        "flows" => sections.push(flows::run(&flags)),
         "all" => {
             sections.push(agent::run(&flags));
             sections.push(ingest::run(&flags));

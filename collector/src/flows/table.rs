@@ -1,0 +1,332 @@
+//! The open keys of one flow in memory, packed for a million of them: every open key is one
+//! fixed 104-byte slot in a dense vector (its order number inline when ≤ 22 bytes, campus,
+//! system and rule attributes as interned ids, step times only for reached steps) and a 16-byte
+//! entry in a hash index from the key's 64-bit hash to its slot. A `HashMap<Box<str>, KeyState>`
+//! paid ~130 bytes of table per key at a million keys (the table doubles, so it sits half
+//! empty) plus separate allocations for the name, times and attributes. Keys whose hash
+//! collides with another open key's go to a small side map, so lookups stay exact.
+//! [`KeyState`] stays the working form the engine applies events to; slots are packed from it.
+
+use super::engine::{KeyState, NOT_REACHED};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+/// Campus, system and attribute strings as small ids; they are few and repeat across keys.
+#[derive(Default)]
+pub struct Interner {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Interner {
+    pub fn id(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        let a: Arc<str> = Arc::from(s);
+        self.names.push(a.clone());
+        self.ids.insert(a, id);
+        id
+    }
+
+    /// The shared copy of `s` (metrics keep label values as these).
+    pub fn arc(&mut self, s: &str) -> Arc<str> {
+        let id = self.id(s);
+        self.names[id as usize].clone()
+    }
+
+    pub fn get(&self, id: u32) -> &Arc<str> {
+        &self.names[id as usize]
+    }
+}
+
+/// An order number: inline up to 22 bytes (the usual 申请单号), else on the heap.
+#[derive(Debug, Clone)]
+enum KeyName {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<str>),
+}
+
+impl KeyName {
+    fn new(s: &str) -> Self {
+        if s.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Self::Inline { len: s.len() as u8, bytes }
+        } else {
+            Self::Heap(s.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..*len as usize],
+            Self::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Built from a &str, so always UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+const NO_STEP: u8 = u8::MAX;
+
+/// A [`KeyState`] packed for memory: the same facts, ids instead of strings, times only for the
+/// steps reached (in step order, so a step's time is at the popcount of reached steps below it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packed {
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub due_ms: i64,
+    times: Box<[i64]>,
+    attrs: Box<[(u32, u32)]>,
+    pub version: u32,
+    pub reached: u32,
+    pub errors: u32,
+    pub campus: u32,
+    pub system: u32,
+    awaiting: u8,
+    steps: u8,
+}
+
+impl Packed {
+    pub fn pack(k: &KeyState, names: &mut Interner) -> Self {
+        let times: Box<[i64]> = k
+            .times
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| k.reached & (1 << i) != 0 && **t != NOT_REACHED)
+            .map(|(_, t)| *t)
+            .collect();
+        // A reached step always has a time; if a stored row ever disagreed, trust the times.
+        let reached = k
+            .times
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| k.reached & (1 << i) != 0 && **t != NOT_REACHED)
+            .fold(0u32, |m, (i, _)| m | (1 << i));
+        Self {
+            first_ms: k.first_ms,
+            last_ms: k.last_ms,
+            due_ms: k.due_ms,
+            times,
+            attrs: k.attrs.iter().map(|(n, v)| (names.id(n), names.id(v))).collect(),
+            version: k.version,
+            reached,
+            errors: k.errors,
+            campus: names.id(&k.campus),
+            system: names.id(&k.system),
+            awaiting: k.awaiting.unwrap_or(NO_STEP),
+            steps: k.times.len() as u8,
+        }
+    }
+
+    pub fn unpack(&self, names: &Interner) -> KeyState {
+        let mut times = vec![NOT_REACHED; self.steps as usize];
+        let mut packed = self.times.iter();
+        for (i, t) in times.iter_mut().enumerate() {
+            if self.reached & (1 << i) != 0 {
+                *t = packed.next().copied().unwrap_or(NOT_REACHED);
+            }
+        }
+        KeyState {
+            version: self.version,
+            first_ms: self.first_ms,
+            last_ms: self.last_ms,
+            reached: self.reached,
+            errors: self.errors,
+            times: times.into_boxed_slice(),
+            campus: names.get(self.campus).clone(),
+            system: names.get(self.system).clone(),
+            due_ms: self.due_ms,
+            awaiting: self.awaiting(),
+            attrs: self.attrs.iter().map(|(n, v)| (names.get(*n).clone(), names.get(*v).clone())).collect(),
+        }
+    }
+
+    pub fn awaiting(&self) -> Option<u8> {
+        (self.awaiting != NO_STEP).then_some(self.awaiting)
+    }
+
+    pub fn furthest(&self) -> Option<u8> {
+        (self.reached != 0).then(|| (31 - self.reached.leading_zeros()) as u8)
+    }
+
+    pub fn is_overdue(&self, now_ms: i64) -> bool {
+        self.due_ms != 0 && self.due_ms < now_ms
+    }
+}
+
+/// The open keys of one flow.
+pub struct KeyTable {
+    slots: Vec<(KeyName, Packed)>,
+    by_hash: HashMap<u64, u32>,
+    /// Keys whose hash another open key already holds in `by_hash`.
+    collided: HashMap<Box<str>, u32>,
+    hasher: RandomState,
+    /// All ones; tests clear it to force every key onto one hash.
+    mask: u64,
+}
+
+impl Default for KeyTable {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            by_hash: HashMap::new(),
+            collided: HashMap::new(),
+            hasher: RandomState::new(),
+            mask: u64::MAX,
+        }
+    }
+}
+
+impl KeyTable {
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key) & self.mask
+    }
+
+    fn find(&self, key: &str) -> Option<usize> {
+        if let Some(&i) = self.by_hash.get(&self.hash(key))
+            && self.slots[i as usize].0.as_bytes() == key.as_bytes()
+        {
+            return Some(i as usize);
+        }
+        if self.collided.is_empty() {
+            return None;
+        }
+        self.collided.get(key).map(|&i| i as usize)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Packed> {
+        self.find(key).map(|i| &self.slots[i].1)
+    }
+
+    /// Inserts or replaces `key`'s state.
+    pub fn insert(&mut self, key: &str, state: Packed) {
+        if let Some(i) = self.find(key) {
+            self.slots[i].1 = state;
+            return;
+        }
+        let i = u32::try_from(self.slots.len()).expect("fewer than 4 billion open keys in one flow");
+        let h = self.hash(key);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.by_hash.entry(h) {
+            e.insert(i);
+        } else {
+            self.collided.insert(key.into(), i);
+        }
+        self.slots.push((KeyName::new(key), state));
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Packed> {
+        let i = self.find(key)?;
+        let h = self.hash(key);
+        if self.by_hash.get(&h) == Some(&(i as u32)) {
+            self.by_hash.remove(&h);
+        } else {
+            self.collided.remove(key);
+        }
+        let last = self.slots.len() - 1;
+        let (_, state) = self.slots.swap_remove(i);
+        if i != last {
+            // The last slot moved into the hole: point its index entry at the new place.
+            let moved = self.slots[i].0.as_str().to_owned();
+            let mh = self.hash(&moved);
+            match self.by_hash.get_mut(&mh) {
+                Some(v) if *v == last as u32 => *v = i as u32,
+                _ => {
+                    if let Some(v) = self.collided.get_mut(moved.as_str()) {
+                        *v = i as u32;
+                    }
+                }
+            }
+        }
+        Some(state)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Packed)> {
+        self.slots.iter().map(|(k, p)| (k.as_str(), p))
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Packed> {
+        self.slots.iter_mut().map(|(_, p)| p)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Packed> {
+        self.slots.iter().map(|(_, p)| p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(names: &mut Interner, t: i64) -> Packed {
+        let k = KeyState {
+            version: 2,
+            first_ms: t,
+            last_ms: t + 5,
+            reached: 0b101,
+            errors: 0b10,
+            times: vec![t, NOT_REACHED, t + 5, NOT_REACHED].into_boxed_slice(),
+            campus: "本院".into(),
+            system: "HIS".into(),
+            due_ms: t + 100,
+            awaiting: Some(3),
+            attrs: vec![("urgency".into(), "急".into())].into_boxed_slice(),
+        };
+        Packed::pack(&k, names)
+    }
+
+    #[test]
+    fn packing_round_trips_and_slots_stay_small() {
+        let mut names = Interner::default();
+        let k = state(&mut names, 1_000).unpack(&names);
+        assert_eq!(k.times.as_ref(), [1_000, NOT_REACHED, 1_005, NOT_REACHED]);
+        assert_eq!((k.reached, k.errors, k.awaiting, k.due_ms), (0b101, 0b10, Some(3), 1_100));
+        assert_eq!((&*k.campus, &*k.system), ("本院", "HIS"));
+        assert_eq!(&*k.attrs[0].1, "急");
+        assert_eq!(Packed::pack(&k, &mut names), state(&mut names, 1_000));
+        assert_eq!(std::mem::size_of::<(KeyName, Packed)>(), 104);
+        assert_eq!(KeyName::new("SQ20260001").as_str(), "SQ20260001");
+        let long = "检查申请单-2026-0000000001";
+        assert_eq!(KeyName::new(long).as_str(), long);
+    }
+
+    /// Every key on one hash: inserts, lookups and removals (which move the last slot) must
+    /// still find exactly the right key.
+    #[test]
+    fn colliding_hashes_stay_exact_through_removals() {
+        for mask in [u64::MAX, 0] {
+            let mut names = Interner::default();
+            let mut t = KeyTable { mask, ..KeyTable::default() };
+            for i in 0..50 {
+                t.insert(&format!("K{i}"), state(&mut names, i));
+            }
+            t.insert("K7", state(&mut names, 700));
+            assert_eq!(t.len(), 50);
+            for i in (0..50).step_by(3) {
+                assert_eq!(t.remove(&format!("K{i}")).unwrap().first_ms, if i == 7 { 700 } else { i });
+            }
+            assert!(t.remove("K0").is_none());
+            for i in 0..50 {
+                let got = t.get(&format!("K{i}")).map(|p| p.first_ms);
+                let want = (i % 3 != 0).then_some(if i == 7 { 700 } else { i });
+                assert_eq!(got, want, "K{i} with mask {mask:x}");
+            }
+            assert_eq!(t.iter().count(), t.len());
+            assert!(t.iter().all(|(k, p)| *k == format!("K{}", if p.first_ms == 700 { 7 } else { p.first_ms })));
+        }
+    }
+}
