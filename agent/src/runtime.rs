@@ -120,7 +120,7 @@ fn now_ms() -> i64 {
 
 /// One collection of this host and of every target in the text format (`tingzhen-agent once`).
 pub fn collect_once(config: &AgentConfig) -> String {
-    let mut c = HostCollector::new(config.labels.to_labels(), config.top_n);
+    let mut c = HostCollector::new(config.labels.to_labels(), config.top_n, config.process_interval);
     let mut text = exposition::render(&c.collect());
     let base = config.labels.to_labels();
     let targets = Targets { slots: config.targets.iter().map(|t| Arc::new(targets::slot_for(t, &base))).collect() };
@@ -277,7 +277,7 @@ fn collect_loop(
     stats: &Stats,
     latest: &Latest,
 ) {
-    let mut host = HostCollector::new(base.clone(), cfg.top_n);
+    let mut host = HostCollector::new(base.clone(), cfg.top_n, cfg.process_interval);
     // Pushed series also get the target labels Prometheus would add on a scrape, so the
     // "Node Exporter Full" dashboard's job/instance variables work on pushed data.
     let push_labels = Labels::from_pairs([("job", "tingzhen-agent"), ("instance", cfg.labels.host.as_str())]);
@@ -318,7 +318,11 @@ fn collect_loop(
             let n: usize = families.iter().map(|f| f.samples.len()).sum();
             stats.samples_collected.fetch_add(n as u64, Ordering::Relaxed);
         }
-        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(families);
+        let mut page = families;
+        if !host.processes_fresh() {
+            page.extend(host.last_process_families().iter().cloned());
+        }
+        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(page);
         // Fixed rate: the next tick is one interval after this one, not after the work; if the
         // host was suspended, skip the missed ticks instead of collecting in a burst.
         next += cfg.interval;

@@ -38,6 +38,12 @@ pub struct HostFacts {
 pub struct HostCollector {
     base: Labels,
     top_n: usize,
+    process_interval: std::time::Duration,
+    /// When processes were last scanned, and what that scan produced (for `/metrics`, which
+    /// shows the latest of everything).
+    last_process_scan: Option<std::time::Instant>,
+    process_families: Vec<MetricFamily>,
+    processes_fresh: bool,
     ticks_per_sec: f64,
     page_size: f64,
     top: process::TopProcesses,
@@ -49,11 +55,16 @@ pub struct HostCollector {
 }
 
 impl HostCollector {
-    /// `base` are the static labels stamped on every sample; `top_n` bounds each top list.
-    pub fn new(base: Labels, top_n: usize) -> Self {
+    /// `base` are the static labels stamped on every sample; `top_n` bounds each top list;
+    /// processes are scanned at most once per `process_interval`.
+    pub fn new(base: Labels, top_n: usize, process_interval: std::time::Duration) -> Self {
         Self {
             base,
             top_n,
+            process_interval,
+            last_process_scan: None,
+            process_families: Vec::new(),
+            processes_fresh: false,
             ticks_per_sec: (rustix::param::clock_ticks_per_second() as f64).max(1.0),
             page_size: rustix::param::page_size() as f64,
             top: process::TopProcesses::default(),
@@ -186,10 +197,20 @@ impl HostCollector {
         }
         success.push(("tcpstat", ok));
 
-        let procs = process::scan_proc("/proc");
-        let top = self.top.select(&procs, self.top_n);
-        process::emit_processes(&procs, &top, self.ticks_per_sec, self.page_size, &mut out);
-        success.push(("processes", !procs.is_empty()));
+        // A little slack so a scan due "now" is not pushed to the next tick by jitter.
+        let due = self.last_process_scan.is_none_or(|t| {
+            t.elapsed() + std::time::Duration::from_millis(100).min(self.process_interval / 10) >= self.process_interval
+        });
+        self.processes_fresh = due;
+        if due {
+            self.last_process_scan = Some(std::time::Instant::now());
+            let procs = process::scan_proc("/proc");
+            let top = self.top.select(&procs, self.top_n);
+            let mut pout = Out::new(&base);
+            process::emit_processes(&procs, &top, self.ticks_per_sec, self.page_size, &mut pout);
+            self.process_families = pout.finish();
+            success.push(("processes", !procs.is_empty()));
+        }
 
         system::emit_uname(&self.uname, &mut out);
         system::emit_os(&self.os, &mut out);
@@ -204,7 +225,21 @@ impl HostCollector {
                 if ok { 1.0 } else { 0.0 },
             );
         }
-        out.finish()
+        let mut families = out.finish();
+        if self.processes_fresh {
+            families.extend(self.process_families.iter().cloned());
+        }
+        families
+    }
+
+    /// Whether the last collection scanned processes (otherwise it left them out).
+    pub fn processes_fresh(&self) -> bool {
+        self.processes_fresh
+    }
+
+    /// The process families of the last scan, for pages that show the latest of everything.
+    pub fn last_process_families(&self) -> &[MetricFamily] {
+        &self.process_families
     }
 }
 
@@ -212,13 +247,26 @@ impl HostCollector {
 mod tests {
     use super::*;
 
+    #[test]
+    fn processes_are_scanned_at_most_once_per_process_interval() {
+        let mut c = HostCollector::new(Labels::from_pairs([("host", "h")]), 3, std::time::Duration::from_secs(3600));
+        let has_procs = |f: &[MetricFamily]| f.iter().any(|f| f.name == "node_processes_pids");
+        let first = c.collect();
+        assert!(has_procs(&first) && c.processes_fresh(), "the first collection scans");
+        let second = c.collect();
+        assert!(!has_procs(&second) && !c.processes_fresh(), "no rescan within the interval, no repeated values");
+        assert!(!second.iter().any(|f| f.name == "tingzhen_process_resident_memory_bytes"));
+        assert!(has_procs(c.last_process_families()), "the last scan is kept for /metrics");
+    }
+
     /// Collects from this real host and checks that the key families are there.
     #[test]
     fn collects_from_this_host() {
         let base = Labels::from_pairs([("host", "test-host")]);
-        let mut c = HostCollector::new(base, 5);
-        // Twice, so the top-by-CPU list is ranked on a real interval.
+        let mut c = HostCollector::new(base, 5, std::time::Duration::from_secs(1));
+        // Twice, a process interval apart, so the top-by-CPU list is ranked on a real interval.
         let _ = c.collect();
+        std::thread::sleep(std::time::Duration::from_millis(1000));
         let fams = c.collect();
         let get = |n: &str| fams.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("{n} missing"));
         for n in [
