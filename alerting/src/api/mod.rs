@@ -11,6 +11,7 @@
 mod alerts;
 pub mod error;
 mod prom;
+pub mod receivers;
 mod rules;
 
 use crate::service::Alerting;
@@ -60,6 +61,9 @@ fn build(state: AppState, standalone: bool) -> Router {
         .route("/api/v1/alerting/summary", get(alerts::summary))
         .route(INTAKE_PATH, post(alerts::intake))
         .route("/api/v1/alerting/metrics", get(metrics))
+        .route("/api/v1/alerting/receivers", get(receivers::list))
+        .route("/api/v1/alerting/receivers/{name}/test", post(receivers::test))
+        .route("/api/v1/alerting/routing/config", get(receivers::routing_config))
         .route("/api/v1/rules", get(prom::rules))
         .route("/api/v1/alerts", get(prom::alerts));
     if standalone {
