@@ -2,13 +2,47 @@
 //! vendor) from TOML and the API, and in-memory message tracking. Volume comes from flow events
 //! (an event's `interface`, else the registered interface of its system and campus) and from
 //! counts pushed by interface engines. An interface watched during clinic hours that has seen
-//! no message for its `silence` window is reported as zero volume.
+//! no message for its `silence` window is reported as zero volume. Liveness comes from the
+//! agent's HTTP/TCP probes: an interface whose `endpoint` is a probe's `instance` (the probed
+//! address or URL) or `target` (the probe's name) is alive when that probe's latest
+//! `probe_success` is 1.
 
 use super::hours;
 use super::model::check_name;
+use crate::storage::SeriesSamples;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use tingzhen_core::config::HumanDuration;
+
+/// The metric the agent's HTTP and TCP probes publish (blackbox_exporter's name).
+pub const PROBE_METRIC: &str = "probe_success";
+
+/// The latest probe result for an address or probe name: (success, sample time in ms).
+pub type Probes = HashMap<String, (bool, i64)>;
+
+/// Endpoints compare without surrounding blanks or a trailing `/` (`http://h/` = `http://h`).
+fn endpoint_key(s: &str) -> &str {
+    let s = s.trim();
+    s.strip_suffix('/').unwrap_or(s)
+}
+
+/// Indexes `probe_success` series by their `instance` and `target` labels; where several
+/// series share one, the latest sample wins.
+pub fn probe_index(series: &[SeriesSamples]) -> Probes {
+    let mut out: Probes = HashMap::new();
+    for s in series {
+        let Some(last) = s.samples.last() else { continue };
+        for label in ["instance", "target"] {
+            if let Some(v) = s.labels.get(label).map(endpoint_key).filter(|v| !v.is_empty()) {
+                let slot = out.entry(v.to_string()).or_insert((last.value == 1.0, last.timestamp_ms));
+                if last.timestamp_ms > slot.1 {
+                    *slot = (last.value == 1.0, last.timestamp_ms);
+                }
+            }
+        }
+    }
+    out
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +119,16 @@ impl Registry {
         *slot = (*slot).max(time_ms);
     }
 
+    /// Whether the interface's endpoint answers its probe: None when it has no endpoint or no
+    /// probe watches it (recently).
+    pub fn alive(def: &InterfaceDef, probes: &Probes) -> Option<(bool, i64)> {
+        let key = endpoint_key(&def.endpoint);
+        if key.is_empty() {
+            return None;
+        }
+        probes.get(key).copied()
+    }
+
     pub fn zero_volume(&self, def: &InterfaceDef, now_ms: i64, default_silence_ms: i64) -> bool {
         if !def.clinic_hours || !hours::is_business_time(now_ms) {
             return false;
@@ -133,5 +177,24 @@ mod tests {
         assert!(r.resolve(None, "LIS", "南沙").is_none());
         assert!(def().validate().is_ok());
         assert!(InterfaceDef { system: " ".into(), ..def() }.validate().unwrap_err().contains("system"));
+    }
+
+    #[test]
+    fn liveness_matches_the_endpoint_to_a_probe_address_or_name() {
+        use tingzhen_core::{Labels, Sample};
+        let probe = |instance: &str, target: &str, points: &[(i64, f64)]| SeriesSamples {
+            labels: Labels::from_pairs([("__name__", PROBE_METRIC), ("instance", instance), ("target", target)]),
+            samples: points.iter().map(|(t, v)| Sample::new(*t, *v)).collect(),
+        };
+        let probes = probe_index(&[
+            probe("10.0.0.5:2575", "lis-mllp", &[(1_000, 1.0), (2_000, 0.0)]),
+            probe("http://10.0.0.6/ws/", "pacs-ws", &[(3_000, 1.0)]),
+        ]);
+        let with = |endpoint: &str| InterfaceDef { endpoint: endpoint.into(), ..def() };
+        assert_eq!(Registry::alive(&with("10.0.0.5:2575"), &probes), Some((false, 2_000)), "the latest sample");
+        assert_eq!(Registry::alive(&with("http://10.0.0.6/ws"), &probes), Some((true, 3_000)));
+        assert_eq!(Registry::alive(&with("pacs-ws"), &probes), Some((true, 3_000)), "by probe name");
+        assert_eq!(Registry::alive(&with("10.0.0.7:2575"), &probes), None, "no probe watches it");
+        assert_eq!(Registry::alive(&with(""), &probes), None, "no endpoint");
     }
 }

@@ -3,7 +3,8 @@
 //! rule), `event` (one event and its checks), `engine` (per-key state), `store` (SQLite),
 //! `ingest` (batches with per-event answers), `otlp` (OTLP/HTTP traces → events), `metrics`
 //! (`tingzhen_flow_*` series), `query` (timeline, funnel, overdue, map, interfaces),
-//! `interfaces` (the registry), `demo` (the traffic generator). [`Flows`] ties them together;
+//! `interfaces` (the registry, liveness from probes), `table` (open keys packed in memory),
+//! `demo` (the traffic generator). [`Flows`] ties them together;
 //! the collector opens one and ticks it from its background loop.
 
 pub mod demo;
@@ -138,6 +139,9 @@ pub enum FlowError {
     #[error("flow store: {0}")]
     Migrate(#[from] DbError),
 }
+
+/// A probe result older than this says nothing about an interface (the agent stopped probing).
+pub const PROBE_LOOKBACK_MS: i64 = 5 * 60_000;
 
 /// Clock in Unix milliseconds; tests inject their own.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -347,9 +351,24 @@ impl Flows {
             .unwrap_or_else(|| self.config.read().horizon.0.as_millis() as i64)
     }
 
+    /// The latest `probe_success` of every probed address and probe name, from the last
+    /// [`PROBE_LOOKBACK_MS`]; an unreadable store is logged and means "unknown" for every
+    /// interface rather than a failed tick.
+    fn probes(&self, now_ms: i64) -> interfaces::Probes {
+        let m = [tingzhen_core::matcher::Matcher::equal("__name__", interfaces::PROBE_METRIC)];
+        match self.backend.queryable().select(&m, now_ms - PROBE_LOOKBACK_MS, now_ms) {
+            Ok(series) => interfaces::probe_index(&series),
+            Err(e) => {
+                tracing::warn!(error = %e, "flows: cannot read probe results for interface liveness");
+                interfaces::Probes::new()
+            }
+        }
+    }
+
     /// Expires stale keys, prunes old rows, and writes every flow series at `now`. Blocking.
     pub fn tick(&self) -> Result<usize, FlowError> {
         let now = (self.clock)();
+        let probes = self.probes(now);
         let models = self.models.read().clone();
         let silence_ms = self.config.read().interface_silence.0.as_millis() as i64;
         let retention_ms = self.config.read().retention.0.as_millis() as i64;
@@ -384,7 +403,7 @@ impl Flows {
             self.db.with_conn(|c| store::prune(c, now - retention_ms))?;
             st.last_prune_ms = now;
         }
-        let series = query::tick_series(&mut st, &models, now, silence_ms);
+        let series = query::tick_series(&mut st, &models, now, silence_ms, &probes);
         drop(st);
         let n = series.len();
         self.backend.write(&series).map_err(|e| FlowError::Invalid(format!("cannot write flow metrics: {e}")))?;

@@ -3,6 +3,7 @@
 //! list with counts, and the gauges written at each tick.
 
 use super::engine::NOT_REACHED;
+use super::interfaces::Registry;
 use super::metrics::GaugeCounts;
 use super::model::Compiled;
 use super::{FlowError, Flows, State, store};
@@ -36,6 +37,7 @@ pub(super) fn tick_series(
     models: &HashMap<String, Arc<Compiled>>,
     now_ms: i64,
     silence_ms: i64,
+    probes: &super::interfaces::Probes,
 ) -> Vec<TimeSeries> {
     let mut open = GaugeCounts::new();
     let mut overdue = GaugeCounts::new();
@@ -73,6 +75,7 @@ pub(super) fn tick_series(
     }
     let mut zero = Vec::new();
     let mut last_seen = Vec::new();
+    let mut up = Vec::new();
     for def in st.registry.defs.values() {
         let l = Labels::from_pairs([
             ("interface", def.name.as_str()),
@@ -81,6 +84,9 @@ pub(super) fn tick_series(
         ]);
         let z = st.registry.zero_volume(def, now_ms, silence_ms);
         zero.push((l.clone(), if z { 1.0 } else { 0.0 }));
+        if let Some((alive, _)) = Registry::alive(def, probes) {
+            up.push((l.clone(), if alive { 1.0 } else { 0.0 }));
+        }
         if let Some(t) = st.registry.last_ms.get(&def.name) {
             last_seen.push((l, *t as f64 / 1000.0));
         }
@@ -88,7 +94,11 @@ pub(super) fn tick_series(
     st.metrics.series(
         now_ms,
         &[("tingzhen_flow_open", &open), ("tingzhen_flow_overdue", &overdue), ("tingzhen_flow_failed", &failed)],
-        &[("tingzhen_interface_zero_volume", zero), ("tingzhen_interface_last_message_timestamp_seconds", last_seen)],
+        &[
+            ("tingzhen_interface_zero_volume", zero),
+            ("tingzhen_interface_last_message_timestamp_seconds", last_seen),
+            ("tingzhen_interface_up", up),
+        ],
     )
 }
 
@@ -285,12 +295,14 @@ impl Flows {
         let silence = self.config.read().interface_silence.0.as_millis() as i64;
         let volumes = self.db.with_conn(|c| store::volumes(c, range.from_ms, range.to_ms))?;
         let counts: HashMap<String, i64> = volumes.into_iter().map(|(n, c, _)| (n, c)).collect();
+        let probes = self.probes(now);
         let st = self.state.lock();
         let mut by_campus: BTreeMap<&str, i64> = BTreeMap::new();
         let mut by_system: BTreeMap<&str, i64> = BTreeMap::new();
         let mut items = Vec::new();
         for def in st.registry.defs.values() {
             let n = counts.get(&def.name).copied().unwrap_or(0);
+            let alive = Registry::alive(def, &probes);
             *by_campus.entry(&def.campus).or_default() += n;
             *by_system.entry(&def.system).or_default() += n;
             items.push(json!({
@@ -298,6 +310,8 @@ impl Flows {
                 "type": def.kind, "vendor": def.vendor, "messages": n,
                 "last_message": st.registry.last_ms.get(&def.name).map(|t| shanghai(*t)),
                 "zero_volume": st.registry.zero_volume(def, now, silence),
+                "alive": alive.map(|a| a.0),
+                "probed_at": alive.map(|a| shanghai(a.1)),
                 "clinic_hours_now": super::hours::is_business_time(now),
             }));
         }

@@ -1,9 +1,10 @@
 //! The open keys of one flow in memory, packed for a million of them: every open key is one
-//! fixed 104-byte slot in a dense vector (its order number inline when ≤ 22 bytes, campus,
+//! fixed 120-byte slot in a dense vector (its order number inline when ≤ 22 bytes, campus,
 //! system and rule attributes as interned ids, step times only for reached steps) and a 16-byte
-//! entry in a hash index from the key's 64-bit hash to its slot. A `HashMap<Box<str>, KeyState>`
-//! paid ~130 bytes of table per key at a million keys (the table doubles, so it sits half
-//! empty) plus separate allocations for the name, times and attributes. Keys whose hash
+//! entry in a hash index from the key's 64-bit hash to its slot, with no allocation of its own
+//! for the usual key. A `HashMap<Box<str>, KeyState>` paid ~130 bytes of table per key at a
+//! million keys (the table doubles, so it sits half empty) plus separate allocations for the
+//! name, times and attributes. Keys whose hash
 //! collides with another open key's go to a small side map, so lookups stay exact.
 //! [`KeyState`] stays the working form the engine applies events to; slots are packed from it.
 
@@ -74,16 +75,37 @@ impl KeyName {
 }
 
 const NO_STEP: u8 = u8::MAX;
+/// Reached-step times kept inline; a key that reached more steps keeps them on the heap.
+const INLINE_TIMES: usize = 5;
+/// Rule attributes kept inline (the demo models read at most two: urgency, exam type).
+const INLINE_ATTRS: usize = 2;
+const NO_ATTR: u32 = u32::MAX;
+
+/// Times of the reached steps, in step order: inline as ms after the key's first event (which
+/// no step time precedes) while they fit in u32 (49 days), else absolute on the heap.
+#[derive(Debug, Clone, PartialEq)]
+enum Times {
+    Inline([u32; INLINE_TIMES]),
+    Heap(Box<[i64]>),
+}
+
+/// Interned (name, value) pairs of the rule attributes; inline while there are few.
+#[derive(Debug, Clone, PartialEq)]
+enum Attrs {
+    Inline([(u32, u32); INLINE_ATTRS]),
+    Heap(Box<[(u32, u32)]>),
+}
 
 /// A [`KeyState`] packed for memory: the same facts, ids instead of strings, times only for the
-/// steps reached (in step order, so a step's time is at the popcount of reached steps below it).
+/// steps reached (in step order, so a step's time is at the popcount of reached steps below
+/// it). No heap allocation for the usual key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Packed {
     pub first_ms: i64,
     pub last_ms: i64,
     pub due_ms: i64,
-    times: Box<[i64]>,
-    attrs: Box<[(u32, u32)]>,
+    times: Times,
+    attrs: Attrs,
     pub version: u32,
     pub reached: u32,
     pub errors: u32,
@@ -95,26 +117,35 @@ pub struct Packed {
 
 impl Packed {
     pub fn pack(k: &KeyState, names: &mut Interner) -> Self {
-        let times: Box<[i64]> = k
-            .times
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| k.reached & (1 << i) != 0 && **t != NOT_REACHED)
-            .map(|(_, t)| *t)
-            .collect();
         // A reached step always has a time; if a stored row ever disagreed, trust the times.
-        let reached = k
-            .times
-            .iter()
-            .enumerate()
-            .filter(|(i, t)| k.reached & (1 << i) != 0 && **t != NOT_REACHED)
-            .fold(0u32, |m, (i, _)| m | (1 << i));
+        let reached_times =
+            || k.times.iter().enumerate().filter(|(i, t)| k.reached & (1 << i) != 0 && **t != NOT_REACHED);
+        let reached = reached_times().fold(0u32, |m, (i, _)| m | (1 << i));
+        let n = reached.count_ones() as usize;
+        let offsets: Option<Vec<u32>> = reached_times().map(|(_, t)| u32::try_from(t - k.first_ms).ok()).collect();
+        let times = match offsets {
+            Some(o) if n <= INLINE_TIMES => {
+                let mut a = [0u32; INLINE_TIMES];
+                a[..n].copy_from_slice(&o);
+                Times::Inline(a)
+            }
+            _ => Times::Heap(reached_times().map(|(_, t)| *t).collect()),
+        };
+        let attrs = if k.attrs.len() <= INLINE_ATTRS {
+            let mut a = [(NO_ATTR, NO_ATTR); INLINE_ATTRS];
+            for (slot, (n, v)) in a.iter_mut().zip(k.attrs.iter()) {
+                *slot = (names.id(n), names.id(v));
+            }
+            Attrs::Inline(a)
+        } else {
+            Attrs::Heap(k.attrs.iter().map(|(n, v)| (names.id(n), names.id(v))).collect())
+        };
         Self {
             first_ms: k.first_ms,
             last_ms: k.last_ms,
             due_ms: k.due_ms,
             times,
-            attrs: k.attrs.iter().map(|(n, v)| (names.id(n), names.id(v))).collect(),
+            attrs,
             version: k.version,
             reached,
             errors: k.errors,
@@ -127,12 +158,20 @@ impl Packed {
 
     pub fn unpack(&self, names: &Interner) -> KeyState {
         let mut times = vec![NOT_REACHED; self.steps as usize];
-        let mut packed = self.times.iter();
+        let mut j = 0;
         for (i, t) in times.iter_mut().enumerate() {
             if self.reached & (1 << i) != 0 {
-                *t = packed.next().copied().unwrap_or(NOT_REACHED);
+                *t = match &self.times {
+                    Times::Inline(a) => a.get(j).map(|o| self.first_ms + i64::from(*o)).unwrap_or(NOT_REACHED),
+                    Times::Heap(v) => v.get(j).copied().unwrap_or(NOT_REACHED),
+                };
+                j += 1;
             }
         }
+        let attrs: &[(u32, u32)] = match &self.attrs {
+            Attrs::Inline(a) => &a[..a.iter().take_while(|(n, _)| *n != NO_ATTR).count()],
+            Attrs::Heap(v) => v,
+        };
         KeyState {
             version: self.version,
             first_ms: self.first_ms,
@@ -144,7 +183,7 @@ impl Packed {
             system: names.get(self.system).clone(),
             due_ms: self.due_ms,
             awaiting: self.awaiting(),
-            attrs: self.attrs.iter().map(|(n, v)| (names.get(*n).clone(), names.get(*v).clone())).collect(),
+            attrs: attrs.iter().map(|(n, v)| (names.get(*n).clone(), names.get(*v).clone())).collect(),
         }
     }
 
@@ -298,10 +337,22 @@ mod tests {
         assert_eq!((&*k.campus, &*k.system), ("本院", "HIS"));
         assert_eq!(&*k.attrs[0].1, "急");
         assert_eq!(Packed::pack(&k, &mut names), state(&mut names, 1_000));
-        assert_eq!(std::mem::size_of::<(KeyName, Packed)>(), 104);
+        assert_eq!(std::mem::size_of::<(KeyName, Packed)>(), 120);
         assert_eq!(KeyName::new("SQ20260001").as_str(), "SQ20260001");
         let long = "检查申请单-2026-0000000001";
         assert_eq!(KeyName::new(long).as_str(), long);
+        // Past the inline limits (six reached steps, 60 days apart, three attributes) the
+        // heap forms keep every fact.
+        let big = KeyState {
+            reached: 0b11_1111,
+            errors: 0,
+            times: (0..7).map(|i| if i < 6 { 1_000 + i * 60 * 86_400_000 } else { NOT_REACHED }).collect(),
+            attrs: ["a", "b", "c"].iter().map(|n| (Arc::from(*n), Arc::from("v"))).collect(),
+            ..k.clone()
+        };
+        let p = Packed::pack(&KeyState { first_ms: 1_000, ..big.clone() }, &mut names);
+        assert!(matches!((&p.times, &p.attrs), (Times::Heap(_), Attrs::Heap(_))));
+        assert_eq!(p.unpack(&names), KeyState { first_ms: 1_000, ..big });
     }
 
     /// Every key on one hash: inserts, lookups and removals (which move the last slot) must

@@ -267,3 +267,83 @@ fn config_validation_names_a_bad_model_file() {
     let hospital = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/flows");
     FlowsConfig { models_dir: Some(hospital.into()), ..FlowsConfig::default() }.validate().unwrap();
 }
+
+/// Interface liveness comes from the agent's probes: the registry's endpoint matched to a
+/// `probe_success` series' `instance` (or probe name in `target`) gives `tingzhen_interface_up`
+/// and `alive` in the interface list; an interface no probe watches has neither.
+#[test]
+fn interfaces_are_alive_from_probe_results() {
+    use tingzhen_core::{Labels, Sample, TimeSeries};
+    let f = fixture();
+    let def = |name: &str, endpoint: &str| InterfaceDef {
+        name: name.into(),
+        system: "LIS".into(),
+        campus: "东院".into(),
+        endpoint: endpoint.into(),
+        kind: "HL7".into(),
+        vendor: String::new(),
+        clinic_hours: false,
+        silence: None,
+    };
+    f.flows.put_interface(def("东院-LIS", "10.8.0.21:2575"), "test").unwrap();
+    f.flows.put_interface(def("东院-PACS", "pacs-ws"), "test").unwrap();
+    f.flows.put_interface(def("东院-EMR", "10.8.0.99:80"), "test").unwrap();
+    let probe = |instance: &str, target: &str, t: i64, v: f64| {
+        let l = Labels::from_pairs([("__name__", "probe_success"), ("instance", instance), ("target", target)]);
+        TimeSeries::new(l, vec![Sample::new(t, v)])
+    };
+    let now = f.clock.load(Ordering::SeqCst);
+    f.flows
+        .backend
+        .write(&[
+            probe("10.8.0.21:2575", "lis-mllp", now - 20_000, 0.0),
+            probe("http://10.8.0.30/ws", "pacs-ws", now - 20_000, 1.0),
+        ])
+        .unwrap();
+    f.flows.tick().unwrap();
+    let up = |name: &str| latest(&f.tsdb, "tingzhen_interface_up", &[("interface", name)]);
+    assert_eq!(up("东院-LIS")[0].1, 0.0);
+    assert_eq!(up("东院-PACS")[0].1, 1.0, "matched by the probe's name");
+    assert!(up("东院-EMR").is_empty(), "no probe watches it");
+    let range = TimeRange { from_ms: now - 3_600_000, to_ms: now, campus: None, flow: None };
+    let list = f.flows.interfaces(&range).unwrap();
+    let alive = |name: &str| {
+        list["interfaces"].as_array().unwrap().iter().find(|i| i["name"] == name).unwrap()["alive"].clone()
+    };
+    assert_eq!(
+        (alive("东院-LIS"), alive("东院-PACS"), alive("东院-EMR")),
+        (false.into(), true.into(), serde_json::Value::Null)
+    );
+    // The endpoint comes back: the next probe result and tick say so.
+    f.clock.store(now + 15_000, Ordering::SeqCst);
+    f.flows.backend.write(&[probe("10.8.0.21:2575", "lis-mllp", now + 10_000, 1.0)]).unwrap();
+    f.flows.tick().unwrap();
+    assert_eq!(up("东院-LIS")[0].1, 1.0);
+}
+
+/// A store written by the first schema (flow-first keys, separate key indexes) is carried over
+/// by the key-first migration: its open key reloads, its events still make the timeline.
+#[test]
+fn the_key_first_migration_keeps_open_keys_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("t.db")).unwrap();
+    db.migrate_component(store::COMPONENT, &store::MIGRATIONS[..1]).unwrap();
+    let t0 = tingzhen_core::now_ms() - 600_000;
+    db.with_conn(|c| {
+        c.execute_batch(&format!(
+            "INSERT INTO flow_events VALUES ('检查申请单', 'OLD1', 'ordered', {t0}, 1, '本院', 'HIS', '{{}}', {t0});
+             INSERT INTO flow_keys VALUES ('检查申请单', 'OLD1', 'open', 1, '本院', 'HIS', {t0}, {t0}, 1, 0,
+               '[{t0},null,null,null]', '{{}}', NULL);"
+        ))
+    })
+    .unwrap();
+    drop(db);
+    let f = open_in(dir, Arc::new(AtomicI64::new(tingzhen_core::now_ms())), None);
+    f.flows.load_toml(MODELS, "test").unwrap();
+    assert_eq!(f.flows.open_keys(), 1);
+    let tl = f.flows.timeline("OLD1").unwrap();
+    assert_eq!(tl[0]["steps"][0]["state"], "reached", "{tl}");
+    assert_eq!(tl[0]["events"].as_array().unwrap().len(), 1, "{tl}");
+    let r = f.flows.ingest(vec![Ok(ev("OLD1", "ordered", t0)), Ok(ev("OLD1", "charged", t0 + 1_000))]).unwrap();
+    assert_eq!((r.accepted, r.duplicates), (1, 1));
+}

@@ -158,9 +158,21 @@ fn load_avg() -> String {
         .unwrap_or_default()
 }
 
-/// One HTTP round on a fresh server: events/s.
-fn http_round(round: usize, orders_n: usize, per_batch: usize, concurrency: usize, problems: &mut Vec<String>) -> f64 {
-    let (coll, token) = start_collector("15s");
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    usage(pid).map(|u| u.cpu.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// One HTTP round on a fresh server: events/s (wall) and events per server CPU second.
+fn http_round(
+    round: usize,
+    orders_n: usize,
+    per_batch: usize,
+    concurrency: usize,
+    problems: &mut Vec<String>,
+) -> (f64, f64) {
+    let (mut coll, token) = start_collector("15s");
+    let pid = coll.proc_mut().pid();
     let now = now_ms();
     let prefix = format!("H{round}-");
     let orders_per_batch = (per_batch / 2).max(1);
@@ -170,16 +182,19 @@ fn http_round(round: usize, orders_n: usize, per_batch: usize, concurrency: usiz
         .map(|c| json_events(&c.iter().map(|&i| order(&prefix, i, now)).collect::<Vec<_>>()))
         .collect();
     let url = coll.url("/api/v1/flows/events");
+    let cpu0 = cpu_secs(pid);
     let r = send(&url, &token, bodies.len(), concurrency, &|i| bodies[i].clone());
+    let cpu = cpu_secs(pid) - cpu0;
     if r.accepted != orders_n * 2 || !r.errors.is_empty() {
         problems.push(format!("HTTP round {round}: {} of {} accepted; {:?}", r.accepted, orders_n * 2, r.errors));
     }
     drop(coll);
-    r.accepted as f64 / r.secs
+    (r.accepted as f64 / r.secs, r.accepted as f64 / cpu.max(1e-9))
 }
 
 /// One in-process round: `Flows::ingest` on prepared batches, one thread (ingest is serialised).
-fn inproc_round(round: usize, orders_n: usize, per_batch: usize, problems: &mut Vec<String>) -> f64 {
+/// Events/s (wall) and events per CPU second of this process.
+fn inproc_round(round: usize, orders_n: usize, per_batch: usize, problems: &mut Vec<String>) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Arc::new(tingzhen_core::db::Db::open(&dir.path().join("t.db")).expect("open SQLite"));
     let tsdb = Arc::new(Tsdb::open(&dir.path().join("tsdb"), TsdbOptions::default()).expect("open tsdb"));
@@ -193,6 +208,7 @@ fn inproc_round(round: usize, orders_n: usize, per_batch: usize, problems: &mut 
         .chunks((per_batch / 2).max(1))
         .map(|c| engine_events(&c.iter().map(|&i| order(&prefix, i, now)).collect::<Vec<_>>()))
         .collect();
+    let cpu0 = cpu_secs(std::process::id());
     let started = Instant::now();
     let mut accepted = 0;
     for b in batches {
@@ -202,10 +218,11 @@ fn inproc_round(round: usize, orders_n: usize, per_batch: usize, problems: &mut 
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs(std::process::id()) - cpu0;
     if accepted != orders_n * 2 {
         problems.push(format!("in-process round {round}: {accepted} of {} accepted", orders_n * 2));
     }
-    accepted as f64 / secs
+    (accepted as f64 / secs, accepted as f64 / cpu.max(1e-9))
 }
 
 /// Open keys the server reports through its own gauge (after a tick).
@@ -214,21 +231,22 @@ fn open_gauge(coll: &Collector, token: &str) -> f64 {
     r.vector().values().next().map(|v| v.1).unwrap_or(0.0)
 }
 
-/// Resident memory per open key: a fresh server, a warm-up of 2,000 keys (lazy structures,
-/// the first gauges), RSS, then `keys` more open keys, two ticks, RSS again.
+/// Resident memory per open key: a fresh server, a warm-up of 10,000 keys sent like the load
+/// (same clients, so lazy structures, connection buffers and every request thread's allocator
+/// heap exist before the first reading), RSS, then `keys` more open keys, ticks, RSS again.
 fn memory_round(keys: usize, per_batch: usize, concurrency: usize, problems: &mut Vec<String>) -> (f64, f64, u64) {
     let (mut coll, token) = start_collector("2s");
     let pid = coll.proc_mut().pid();
     let url = coll.url("/api/v1/flows/events");
     let now = now_ms();
     let orders_per_batch = (per_batch / 2).max(1);
-    let warm: usize = 2_000;
+    let warm: usize = 10_000;
     let batch_of = |prefix: &'static str, from: usize, to: usize, i: usize| {
         let lo = from + i * orders_per_batch;
         let hi = (lo + orders_per_batch).min(to);
         json_events(&(lo..hi).map(|j| order(prefix, j, now)).collect::<Vec<_>>())
     };
-    let w = send(&url, &token, warm.div_ceil(orders_per_batch), 1, &|i| batch_of("W-", 0, warm, i));
+    let w = send(&url, &token, warm.div_ceil(orders_per_batch), concurrency, &|i| batch_of("W-", 0, warm, i));
     problems.extend(w.errors);
     std::thread::sleep(Duration::from_secs(5));
     let before = usage(pid).expect("server alive").rss;
@@ -270,33 +288,33 @@ pub fn run(flags: &Flags) -> String {
     let mut rows = String::new();
     let wants = |what: &str| only == "all" || only == what || (only == "rate" && what != "memory");
     let each = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
-    let (mut http, mut inproc) = (Vec::new(), Vec::new());
+    let (mut http, mut http_cpu, mut inproc, mut inproc_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         if wants("http") {
-            let h = http_round(round, orders_n, per_batch, concurrency, &mut problems);
-            eprintln!("flows round {round}: HTTP {h:.0} events/s");
+            let (h, c) = http_round(round, orders_n, per_batch, concurrency, &mut problems);
+            eprintln!("flows round {round}: HTTP {h:.0} events/s, {c:.0} events per server CPU second");
             http.push(h);
+            http_cpu.push(c);
         }
         if wants("inproc") {
-            let p = inproc_round(round, orders_n, per_batch, &mut problems);
-            eprintln!("flows round {round}: in process {p:.0} events/s");
+            let (p, c) = inproc_round(round, orders_n, per_batch, &mut problems);
+            eprintln!("flows round {round}: in process {p:.0} events/s, {c:.0} events per CPU second");
             inproc.push(p);
+            inproc_cpu.push(c);
         }
     }
-    if !http.is_empty() {
-        let m = median(http.clone());
+    for (what, wall, cpu) in [("over HTTP", &http, &http_cpu), ("in process", &inproc, &inproc_cpu)] {
+        if wall.is_empty() {
+            continue;
+        }
+        let m = median(wall.clone());
         rows.push_str(&format!(
-            "| events/s over HTTP (median of {rounds}; {concurrency} clients) | {m:.0} | {} | ≥ 100,000 ({}) |\n",
-            each(&http),
+            "| events/s {what} (median of {rounds}) | {m:.0} | {} | ≥ 100,000 ({}) |\n\
+             | events per CPU second {what} (median; server process for HTTP) | {:.0} | {} | |\n",
+            each(wall),
             ratio(m, GOAL_RATE),
-        ));
-    }
-    if !inproc.is_empty() {
-        let m = median(inproc.clone());
-        rows.push_str(&format!(
-            "| events/s in process (median of {rounds}) | {m:.0} | {} | ({}) |\n",
-            each(&inproc),
-            ratio(m, GOAL_RATE)
+            median(cpu.clone()),
+            each(cpu),
         ));
     }
     if wants("memory") {
@@ -320,9 +338,9 @@ pub fn run(flags: &Flags) -> String {
          Workload: {FLOW} orders from `deploy/flows/hospital.toml`, two events each (`ordered`, `charged`; \
          each key stays open), four campuses, {per_batch} events a request, {events} events a rate round, \
          each round on a fresh server / SQLite file. HTTP: `POST /api/v1/flows/events` to a release \
-         `tingzhen serve`, bodies JSON-encoded before the clock starts. In process: `Flows::ingest` \
+         `tingzhen serve` from {concurrency} keep-alive clients, bodies JSON-encoded before the clock starts. In process: `Flows::ingest` \
          (SQLite fsync'd per batch, no HTTP/JSON). Memory: the server's VmRSS growth while the keys \
-         are loaded (after a 2,000-key warm-up) ÷ keys. Load average before: {load_before}; after: {load_after}.\n\n\
+         are loaded (after a 10,000-key warm-up) ÷ keys. Load average before: {load_before}; after: {load_after}.\n\n\
          | | value | each round / note | goal (ratio) |\n|---|---|---|---|\n{rows}\n{notes}\n",
         events = orders_n * 2,
         load_after = load_avg(),
