@@ -211,6 +211,191 @@ pub fn severity_text(v: &Viewer, s: &str) -> String {
     i18n::text(v.lang(), severity_key(s))
 }
 
+// ---- monitoring pages (hosts, targets, interfaces, search): shared query helpers ----
+
+/// `s` as a PromQL string literal, so a host or target name from the inventory (or a URL) can
+/// never change the shape of a query.
+pub fn promql_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The time spans monitoring charts offer (`?range=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    H1,
+    H6,
+    H24,
+    D7,
+}
+
+impl Span {
+    pub const ALL: [Span; 4] = [Span::H1, Span::H6, Span::H24, Span::D7];
+
+    /// An empty value is the default hour; anything else unknown is refused by name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "1h" => Ok(Span::H1),
+            "6h" => Ok(Span::H6),
+            "24h" => Ok(Span::H24),
+            "7d" => Ok(Span::D7),
+            other => Err(format!("range: {other:?} is not one of 1h, 6h, 24h, 7d")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Span::H1 => "1h",
+            Span::H6 => "6h",
+            Span::H24 => "24h",
+            Span::D7 => "7d",
+        }
+    }
+
+    pub fn ms(self) -> i64 {
+        match self {
+            Span::H1 => 3_600_000,
+            Span::H6 => 6 * 3_600_000,
+            Span::H24 => 24 * 3_600_000,
+            Span::D7 => 7 * 24 * 3_600_000,
+        }
+    }
+}
+
+/// The window for `rate()`/`increase()` on a chart of `span_ms`: at least one step of
+/// `range_lines` (so no sample falls between steps) and four of the agent's intervals (so a
+/// late or missed report does not open gaps), in whole seconds.
+pub fn rate_window_s(span_ms: i64, interval_ms: i64) -> i64 {
+    let step = (span_ms / 1000 / 120).max(15);
+    let four = (interval_ms.max(1000) / 1000) * 4;
+    step.max(four).max(60)
+}
+
+/// One query of a chart: `promql`, lines named by `legend` labels, prefixed with `name` (the
+/// chart's title when both are empty).
+#[derive(Debug, Clone)]
+pub struct ChartQuery {
+    pub promql: String,
+    pub legend: Vec<&'static str>,
+    pub name: String,
+}
+
+/// A chart to draw: an element id, a title, the axis unit (`charts::axis_label`) and its queries.
+#[derive(Debug, Clone)]
+pub struct ChartSpec {
+    pub id: String,
+    pub title: String,
+    pub unit: &'static str,
+    pub queries: Vec<ChartQuery>,
+}
+
+/// Draws `specs` over `[from, to]`, their queries run concurrently. A failed query shows its
+/// error inside its chart instead of failing the page: one missing metric must not hide the rest.
+/// Each result is `{"id", "title", "svg", "lines", "error"}`; `lines` counts drawn series.
+pub async fn draw_charts(d: &Dashboard, specs: Vec<ChartSpec>, from_ms: i64, to_ms: i64, empty: &str) -> Vec<Value> {
+    let mut set = tokio::task::JoinSet::new();
+    for (ci, spec) in specs.iter().enumerate() {
+        for (qi, q) in spec.queries.iter().enumerate() {
+            let (d, q, title) = (d.clone(), q.clone(), spec.title.clone());
+            set.spawn(async move {
+                let res = range_lines(&d, &q.promql, from_ms, to_ms, &q.legend).await.map(|lines| {
+                    lines
+                        .into_iter()
+                        .map(|mut l| {
+                            let labels = if l.name == q.promql { String::new() } else { l.name.clone() };
+                            l.name = match (q.name.is_empty(), labels.is_empty()) {
+                                (true, true) => title.clone(),
+                                (true, false) => labels,
+                                (false, true) => q.name.clone(),
+                                (false, false) => format!("{} {labels}", q.name),
+                            };
+                            l
+                        })
+                        .collect::<Vec<Line>>()
+                });
+                (ci, qi, res)
+            });
+        }
+    }
+    let mut got: BTreeMap<(usize, usize), Result<Vec<Line>, String>> = BTreeMap::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((ci, qi, res)) => {
+                got.insert((ci, qi), res.map_err(|e| e.to_string()));
+            }
+            Err(e) => tracing::error!(error = %e, "chart query task failed"),
+        }
+    }
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(ci, spec)| {
+            let mut lines = Vec::new();
+            let mut errors = Vec::new();
+            for qi in 0..spec.queries.len() {
+                match got.remove(&(ci, qi)) {
+                    Some(Ok(l)) => lines.extend(l),
+                    Some(Err(e)) => errors.push(e),
+                    None => errors.push("query did not finish".to_string()),
+                }
+            }
+            let shown = if lines.is_empty() && !errors.is_empty() { errors.join("; ") } else { empty.to_string() };
+            json!({
+                "id": spec.id,
+                "title": spec.title,
+                "svg": crate::charts::line_chart(&lines, spec.unit, &shown),
+                "lines": lines.len(),
+                "error": errors.join("; "),
+            })
+        })
+        .collect()
+}
+
+/// Every host of the inventory, not cut to the viewer: detail pages look a host up here first
+/// so that one of a campus the viewer cannot see is refused (and the refusal audited) rather
+/// than reported missing.
+pub async fn all_hosts(d: &Dashboard) -> Result<Vec<Value>, BackendError> {
+    Ok(d.backend.get("/api/v1/inventory/hosts", &[]).await?.as_array().cloned().unwrap_or_default())
+}
+
+/// Refuses (audited, as the forbidden page) unless the viewer may see monitoring data of
+/// `campus`; a campus-less item is group-level and needs a binding on every campus.
+pub async fn require_campus(d: &Dashboard, v: &Viewer, campus: &str) -> Result<(), axum::response::Response> {
+    let campus = (!campus.is_empty()).then_some(campus);
+    d.require_page(v, tingzhen_identity::Permission::ViewMonitoring, campus).await
+}
+
+/// The forbidden page for a viewer whose roles show no campus's monitoring at all, if so.
+pub fn refuse_if_blind(d: &Dashboard, v: &Viewer) -> Option<axum::response::Response> {
+    matches!(v.scope(), Scope::Campuses(ref s) if s.is_empty()).then(|| {
+        d.message_page(v, axum::http::StatusCode::FORBIDDEN, "forbidden_title", &i18n::text(v.lang(), "forbidden_text"))
+    })
+}
+
+/// A 400 page naming the bad parameter.
+pub fn bad_request(d: &Dashboard, v: &Viewer, message: &str) -> axum::response::Response {
+    d.message_page(v, axum::http::StatusCode::BAD_REQUEST, "error_title", message)
+}
+
+/// Unix ms of an RFC 3339 time (as the flows API writes them), 0 when missing or unreadable.
+pub fn rfc3339_ms(v: &Value) -> i64 {
+    v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).map(|t| t.timestamp_millis()).unwrap_or(0)
+}
+
+// ---- end of monitoring pages' helpers ----
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,11 @@
 mod assets;
 mod auth;
 pub(crate) mod data;
+mod hosts;
+mod interfaces;
 mod overview;
+mod search;
+mod targets;
 
 use crate::Dashboard;
 use axum::Router;
@@ -18,6 +22,10 @@ pub fn routes() -> Router<Dashboard> {
         .merge(assets::routes())
         .merge(auth::routes())
         .merge(overview::routes())
+        .merge(hosts::routes())
+        .merge(targets::routes())
+        .merge(interfaces::routes())
+        .merge(search::routes())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! English, one file per console area (same keys as `zh_cn`).
 
 mod common;
+mod monitoring;
 mod overview;
 
-pub(super) const AREAS: &[super::Table] = &[common::STRINGS, overview::STRINGS];
+pub(super) const AREAS: &[super::Table] = &[common::STRINGS, monitoring::STRINGS, overview::STRINGS];
