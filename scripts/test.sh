@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# binary -> Debian package providing it
+# binary (or data file) -> Debian package providing it
 declare -A PEERS=(
   [/usr/bin/prometheus]=prometheus
   [/usr/bin/promtool]=prometheus
@@ -12,10 +12,15 @@ declare -A PEERS=(
   [/usr/bin/victoria-metrics]=victoria-metrics
   [/usr/bin/aiosmtpd]=python3-aiosmtpd
   [/usr/bin/prometheus-alertmanager]=prometheus-alertmanager
+  # The console's browser tests (tests/tests/console_browser.rs): headless Chromium through its
+  # WebDriver server, and a CJK font so the zh-CN screenshots show text rather than boxes.
+  [/usr/bin/chromium]=chromium
+  [/usr/bin/chromedriver]=chromium-driver
+  [/usr/share/fonts/truetype/wqy/wqy-microhei.ttc]=fonts-wqy-microhei
 )
 missing=()
 for bin in "${!PEERS[@]}"; do
-  [[ -x "$bin" ]] || missing+=("${PEERS[$bin]}")
+  [[ -e "$bin" ]] || missing+=("${PEERS[$bin]}")
 done
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -39,7 +44,7 @@ if ((${#missing[@]})); then
   ((status == 0)) || { echo "test.sh: apt-get install failed ($status)" >&2; exit "$status"; }
 fi
 for bin in "${!PEERS[@]}"; do
-  [[ -x "$bin" ]] || { echo "test.sh: $bin still missing after install" >&2; exit 1; }
+  [[ -e "$bin" ]] || { echo "test.sh: $bin still missing after install" >&2; exit 1; }
 done
 
 # The Python OpenTelemetry SDK exporter feeds the OTLP flows test (tests/tests/flows_e2e.rs) real

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod bins;
+pub mod browser;
 pub mod collector;
 pub mod http;
 pub mod peers;
