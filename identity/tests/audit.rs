@@ -229,3 +229,15 @@ fn records_are_forwarded_to_syslog_over_tcp_with_octet_counting() {
     );
     assert!(frames[1].ends_with("\u{feff}server stopping"), "{}", frames[1]);
 }
+
+#[test]
+fn records_can_be_filtered_by_source_address() {
+    let e = env();
+    fill(&e, 2);
+    e.id.record(&Actor::new("ops2", "10.9.9.9"), "config_change", Outcome::Success, "rule x changed").unwrap();
+    let q = tingzhen_identity::audit::AuditQuery { source_ip: Some("10.9.9.9".into()), ..Default::default() };
+    let found = e.id.audit_log().query(&q).unwrap();
+    assert_eq!(found.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>(), ["ops2"]);
+    let q = tingzhen_identity::audit::AuditQuery { source_ip: Some("10.1.2.3".into()), ..Default::default() };
+    assert_eq!(e.id.audit_log().query(&q).unwrap().len(), 2);
+}

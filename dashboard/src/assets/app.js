@@ -230,3 +230,53 @@
     wirePrefs(); wireForms(); wireRefresh(); wireLogin(); wirePassword(); wireTotp();
   });
 })();
+
+// ---- users / audit / account (pages/users.rs, audit.rs, account.rs) ----
+// Bulk account actions: a [data-bulk="disable|enable|cancel|unfreeze"] button posts the
+// usernames of its data-users attribute, or else of the checked [data-select] boxes, to
+// identity's /api/v1/users/bulk, then names every account identity refused before reloading.
+// Forms with data-match="field" are only sent when that field equals their [data-repeat] input.
+(function () {
+  'use strict';
+  document.addEventListener('submit', function (ev) {
+    var form = ev.target;
+    if (!form.hasAttribute || !form.hasAttribute('data-match')) { return; }
+    var field = form.elements[form.getAttribute('data-match')];
+    var repeat = form.querySelector('[data-repeat]');
+    if (field && repeat && field.value !== repeat.value) {
+      ev.preventDefault();
+      ev.stopImmediatePropagation();
+      var box = form.querySelector('.error');
+      if (box) { box.textContent = form.getAttribute('data-mismatch') || ''; }
+    }
+  }, true);
+
+  document.addEventListener('DOMContentLoaded', function () {
+    document.querySelectorAll('[data-select-all]').forEach(function (all) {
+      all.addEventListener('change', function () {
+        var table = all.closest('table') || document;
+        table.querySelectorAll('input[data-select]').forEach(function (c) { c.checked = all.checked; });
+      });
+    });
+    document.querySelectorAll('button[data-bulk]').forEach(function (btn) {
+      btn.addEventListener('click', function () {
+        var names = btn.hasAttribute('data-users')
+          ? btn.getAttribute('data-users').split(',').filter(Boolean)
+          : Array.prototype.map.call(document.querySelectorAll('input[data-select]:checked'), function (c) { return c.value; });
+        if (!names.length) { window.tz.toast(btn.getAttribute('data-empty') || '', true); return; }
+        var q = btn.getAttribute('data-confirm');
+        if (q && !confirm(q)) { return; }
+        btn.disabled = true;
+        window.tz.api('POST', '/api/v1/users/bulk', { action: btn.getAttribute('data-bulk'), usernames: names }).then(function (results) {
+          var bad = (results || []).filter(function (r) { return !r.ok; });
+          if (bad.length) {
+            window.tz.toast((btn.getAttribute('data-failed') || '') + '\n' + bad.map(function (r) { return r.username + ': ' + r.error; }).join('\n'), true);
+            setTimeout(function () { location.reload(); }, 5000);
+          } else {
+            location.reload();
+          }
+        }, function (err) { btn.disabled = false; window.tz.toast(err.message, true); });
+      });
+    });
+  });
+})();

@@ -16,7 +16,6 @@ pub fn routes() -> Router<Dashboard> {
         .route("/ui/login", get(login))
         .route("/ui/password", get(password))
         .route("/ui/totp", get(totp))
-        .route("/ui/account", get(password))
 }
 
 #[derive(Debug, Deserialize)]

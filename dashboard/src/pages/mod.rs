@@ -1,7 +1,9 @@
 //! The console's pages, one module per area, each with its own `routes()`; this module joins
 //! them and serves the embedded assets.
 
+mod account;
 mod assets;
+mod audit;
 mod auth;
 pub(crate) mod data;
 mod hosts;
@@ -9,6 +11,7 @@ mod interfaces;
 mod overview;
 mod search;
 mod targets;
+mod users;
 
 use crate::Dashboard;
 use axum::Router;
@@ -26,6 +29,9 @@ pub fn routes() -> Router<Dashboard> {
         .merge(targets::routes())
         .merge(interfaces::routes())
         .merge(search::routes())
+        .merge(users::routes())
+        .merge(audit::routes())
+        .merge(account::routes())
 }
 
 #[cfg(test)]

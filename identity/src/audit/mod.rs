@@ -128,6 +128,8 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     pub event: Option<String>,
     pub outcome: Option<String>,
+    /// Exact source address (as recorded, e.g. `10.1.2.3`).
+    pub source_ip: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
 }
@@ -324,6 +326,9 @@ impl AuditLog {
         }
         if let Some(v) = &q.outcome {
             add("outcome =", v.clone().into());
+        }
+        if let Some(v) = &q.source_ip {
+            add("source_ip =", v.clone().into());
         }
         let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
         let offset = q.offset.unwrap_or(0).max(0);

@@ -3,5 +3,6 @@
 mod common;
 mod monitoring;
 mod overview;
+mod users;
 
-pub(super) const AREAS: &[super::Table] = &[common::STRINGS, monitoring::STRINGS, overview::STRINGS];
+pub(super) const AREAS: &[super::Table] = &[common::STRINGS, monitoring::STRINGS, overview::STRINGS, users::STRINGS];
