@@ -280,3 +280,61 @@
     });
   });
 })();
+
+// ---- alert and configuration pages (pages/alerts.rs, pages/config/) ----
+// Acknowledge buttons live in a table that live refresh replaces, so their clicks are handled
+// by delegation; the rule preview and receiver test show the server's answer in a <pre>.
+(function () {
+  'use strict';
+
+  function box(id) { return id ? document.getElementById(id) : null; }
+
+  document.addEventListener('click', function (ev) {
+    var btn = ev.target && ev.target.closest ? ev.target.closest('button[data-ack]') : null;
+    if (!btn) { return; }
+    var comment = prompt(btn.getAttribute('data-prompt') || '', '');
+    if (comment === null) { return; }
+    btn.disabled = true;
+    window.tz.api('POST', '/ui/api/alerts/ack', { fingerprint: btn.getAttribute('data-ack'), comment: comment }).then(function () {
+      window.tz.toast(btn.getAttribute('data-done') || '');
+      btn.textContent = '✓';
+    }, function (err) { btn.disabled = false; window.tz.toast(err.message, true); });
+  });
+
+  document.addEventListener('DOMContentLoaded', function () {
+    document.querySelectorAll('button[data-preview]').forEach(function (btn) {
+      btn.addEventListener('click', function () {
+        var out = box(btn.getAttribute('data-target'));
+        var err = box(btn.getAttribute('data-error'));
+        var src = box(btn.getAttribute('data-source'));
+        if (err) { err.textContent = ''; }
+        if (out) { out.textContent = '…'; out.classList.remove('bad'); }
+        btn.disabled = true;
+        window.tz.api('POST', btn.getAttribute('data-preview'), { yaml: src ? src.value : '' }).then(function (text) {
+          btn.disabled = false;
+          if (out) { out.textContent = typeof text === 'string' ? text : JSON.stringify(text, null, 2); }
+        }, function (e) {
+          btn.disabled = false;
+          if (out) { out.textContent = ''; }
+          if (err) { err.textContent = e.message; } else { window.tz.toast(e.message, true); }
+        });
+      });
+    });
+    document.querySelectorAll('button[data-test-send]').forEach(function (btn) {
+      btn.addEventListener('click', function () {
+        var q = btn.getAttribute('data-confirm');
+        if (q && !confirm(q)) { return; }
+        var out = box(btn.getAttribute('data-target'));
+        if (out) { out.textContent = '…'; out.classList.remove('bad'); }
+        btn.disabled = true;
+        window.tz.api('POST', btn.getAttribute('data-test-send'), {}).then(function (r) {
+          btn.disabled = false;
+          if (out) { out.textContent = r.text; out.classList.toggle('bad', !r.ok); }
+        }, function (e) {
+          btn.disabled = false;
+          if (out) { out.textContent = e.message; out.classList.add('bad'); }
+        });
+      });
+    });
+  });
+})();

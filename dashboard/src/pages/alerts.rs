@@ -65,7 +65,8 @@ async fn active_page(State(d): State<Dashboard>, v: Viewer, Query(f): Query<Filt
     };
     let qs = serde_urlencoded::to_string([("severity", &f.severity), ("campus", &f.campus), ("state", &f.state)])
         .unwrap_or_default();
-    let campuses = data::campus_names(&d, std::iter::empty())
+    let seen = body["campus_ids"].as_array().into_iter().flatten().filter_map(|c| c.as_str().map(str::to_string));
+    let campuses = data::campus_names(&d, seen.collect::<Vec<_>>())
         .into_iter()
         .filter(|c| data::visible(&v.scope(), str_of(c, "id")))
         .map(|c| {
@@ -112,6 +113,9 @@ fn merge(into: &mut Value, extra: Value) {
 
 async fn active_body(d: &Dashboard, v: &Viewer, f: &Filter) -> Result<Value, crate::BackendError> {
     let alerts = data::alerts(d, v).await?;
+    let mut campus_ids: Vec<&str> = alerts.iter().map(|a| campus_of(&a["labels"])).collect();
+    campus_ids.sort_unstable();
+    campus_ids.dedup();
     let rows: Vec<Value> = alerts
         .iter()
         .filter(|a| {
@@ -149,7 +153,7 @@ async fn active_body(d: &Dashboard, v: &Viewer, f: &Filter) -> Result<Value, cra
             })
         })
         .collect();
-    Ok(json!({"alerts": rows, "count": rows.len(), "updated_ms": data::now_ms()}))
+    Ok(json!({"alerts": rows, "count": rows.len(), "campus_ids": campus_ids, "updated_ms": data::now_ms()}))
 }
 
 /// `from`/`to` as `YYYY-MM-DD` (Asia/Shanghai); `to` is inclusive.
@@ -563,6 +567,7 @@ mod tests {
         let all = kit.get("/ui/alerts?campus=west", Some(&ops)).await;
         assert!(all.body.contains("fp-west") && !all.body.contains(r#"data-fingerprint="fp-east""#));
         assert!(all.body.contains("ack-button") && all.body.contains("silence-button"));
+        assert!(all.body.contains(r#"<option value="west" selected>"#), "campus filter lists alert campuses");
         let auditor = kit.login("aud", &[("auditor", "*")]);
         assert_eq!(kit.get("/ui/alerts", Some(&auditor)).await.status, StatusCode::FORBIDDEN);
     }

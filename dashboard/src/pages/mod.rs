@@ -2,9 +2,11 @@
 //! them and serves the embedded assets.
 
 mod account;
+mod alerts;
 mod assets;
 mod audit;
 mod auth;
+mod config;
 pub(crate) mod data;
 mod hosts;
 mod interfaces;
@@ -32,6 +34,8 @@ pub fn routes() -> Router<Dashboard> {
         .merge(users::routes())
         .merge(audit::routes())
         .merge(account::routes())
+        .merge(alerts::routes())
+        .merge(config::routes())
 }
 
 #[cfg(test)]

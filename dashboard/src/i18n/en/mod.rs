@@ -1,8 +1,11 @@
 //! English, one file per console area (same keys as `zh_cn`).
 
+mod alerts;
 mod common;
+mod config;
 mod monitoring;
 mod overview;
 mod users;
 
-pub(super) const AREAS: &[super::Table] = &[common::STRINGS, monitoring::STRINGS, overview::STRINGS, users::STRINGS];
+pub(super) const AREAS: &[super::Table] =
+    &[alerts::STRINGS, common::STRINGS, config::STRINGS, monitoring::STRINGS, overview::STRINGS, users::STRINGS];

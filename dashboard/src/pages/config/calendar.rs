@@ -128,6 +128,9 @@ fn month(v: &Viewer, year: i32, m: u32, special: &BTreeMap<String, &Value>) -> O
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DayForm {
+    /// The form also posts the date it put in the path; the path is what counts.
+    #[serde(default, rename = "date")]
+    _date: String,
     kind: String,
     #[serde(default)]
     name: String,

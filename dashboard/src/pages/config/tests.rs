@@ -179,7 +179,7 @@ async fn the_calendar_shows_the_year_and_only_group_admins_override_days() {
     assert!(page.body.contains(r#"data-action="/ui/api/config/calendar/2026-11-20""#), "api overrides can be cleared");
 
     let east = kit.login("east-ops", &[("ops", "east")]);
-    let body = json!({"kind": "holiday", "name": "院庆"});
+    let body = json!({"date": "2026-12-01", "kind": "holiday", "name": "院庆"});
     let refused = kit.send(Method::PUT, "/ui/api/config/calendar/2026-12-01", &east, Some(body.clone())).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "the calendar is group-wide");
     let bad = kit.send(Method::PUT, "/ui/api/config/calendar/2026-13-01", &admin, Some(body.clone())).await;
