@@ -23,7 +23,8 @@ pub fn routes() -> Router<Dashboard> {
     Router::new().route("/ui/audit", get(records)).route("/ui/audit/logins", get(logins))
 }
 
-/// Every event name identity and the other targets record, for the event filter.
+/// The event names identity and the other targets record, offered by the event filter (which
+/// also takes any other name).
 const EVENTS: &[&str] = &[
     events::LOGIN,
     events::LOGOUT,
@@ -186,7 +187,7 @@ async fn records(State(d): State<Dashboard>, v: Viewer, Query(q): Query<RecordsQ
         "f": q,
         "error": error,
         "records": rows,
-        "events": EVENTS.iter().map(|e| json!({"value": e, "selected": q.event == *e})).collect::<Vec<_>>(),
+        "events": EVENTS,
         "outcomes": OUTCOMES.iter().map(|o| json!({"value": o.as_str(), "text": outcome_text(o.as_str()),
                                                    "selected": q.outcome == o.as_str()})).collect::<Vec<_>>(),
         "verify": verify_view,

@@ -39,7 +39,7 @@ pub fn routes() -> Router<Dashboard> {
         .route("/ui/users/reports", get(reports))
         .route("/ui/users/reports/disabled.csv", get(disabled_csv))
         .route("/ui/users/reports/permissions.csv", get(permissions_csv))
-        .route("/ui/users/{name}", get(edit))
+        .route("/ui/users/edit/{name}", get(edit))
         .route("/ui/api/users", post(create))
         .route("/ui/api/users/{name}", patch(update))
         .route("/ui/api/users/{name}/roles", put(set_roles))
@@ -795,7 +795,7 @@ mod tests {
         let kit = kit();
         for (name, role, campus) in [("v1", "viewer", "east"), ("o1", "ops", "*"), ("ea", "admin", "east")] {
             let who = kit.login(name, &[(role, campus)]);
-            for path in ["/ui/users", "/ui/users/v1", "/ui/users/reports", "/ui/users/reports/permissions.csv"] {
+            for path in ["/ui/users", "/ui/users/edit/v1", "/ui/users/reports", "/ui/users/reports/permissions.csv"] {
                 let r = kit.get(path, Some(&who)).await;
                 assert_eq!(r.status, StatusCode::FORBIDDEN, "{name} on {path}");
                 assert!(!r.body.contains("users-table"));
@@ -843,10 +843,14 @@ mod tests {
         let kit = kit();
         let admin = kit.login("admin1", &[("admin", "*")]);
         kit.login("nurse1", &[("viewer", "east")]);
-        let page = kit.get("/ui/users/nurse1", Some(&admin)).await;
+        let page = kit.get("/ui/users/edit/nurse1", Some(&admin)).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert!(page.body.contains("user-edit-form") && page.body.contains("value=\"viewer@east\" selected"));
-        assert_eq!(kit.get("/ui/users/ghost", Some(&admin)).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(kit.get("/ui/users/edit/ghost", Some(&admin)).await.status, StatusCode::NOT_FOUND);
+        // Account names that look like the console's own paths are still reachable.
+        kit.login("reports", &[("viewer", "east")]);
+        let named = kit.get("/ui/users/edit/reports", Some(&admin)).await;
+        assert!(named.status == StatusCode::OK && named.body.contains("data-user=\"reports\""), "{}", named.body);
 
         let soon = super::local_date(super::now_ms() + 10 * 86_400_000);
         let r = kit
@@ -873,7 +877,7 @@ mod tests {
         assert!(u.valid_until_ms.is_some());
         let list = kit.get("/ui/users", Some(&admin)).await;
         assert!(list.body.contains("validity-soon") && list.body.contains("一个月内到期"), "expiry warning shown");
-        let edit = kit.get("/ui/users/nurse1", Some(&admin)).await;
+        let edit = kit.get("/ui/users/edit/nurse1", Some(&admin)).await;
         assert!(edit.body.contains(&format!("value=\"{soon}\"")) && edit.body.contains("6,7 22:00-06:00"));
 
         let r = kit
@@ -919,7 +923,7 @@ mod tests {
         let upd = UserUpdate { display_name: Some(xss.into()), ..Default::default() };
         let who = tingzhen_identity::Actor::new("test", "127.0.0.1");
         kit.dashboard.identity.update_user(&who, "evil", &upd).unwrap();
-        for (path, login) in [("/ui/users", &admin), ("/ui/users/evil", &admin), ("/ui/account", &evil)] {
+        for (path, login) in [("/ui/users", &admin), ("/ui/users/edit/evil", &admin), ("/ui/account", &evil)] {
             let r = kit.get(path, Some(login)).await;
             assert_eq!(r.status, StatusCode::OK, "{path}");
             assert!(r.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path} shows it escaped");
