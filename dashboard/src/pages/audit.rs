@@ -382,12 +382,18 @@ mod tests {
     async fn login_durations_per_user() {
         let (kit, _) = kit_with_db();
         let aud = kit.login("aud", &[("auditor", "*")]);
-        kit.login("nurse1", &[("viewer", "east")]);
+        let nurse = kit.login("nurse1", &[("viewer", "east")]);
+        let out = kit.send(axum::http::Method::POST, "/api/v1/auth/logout", &nurse, None).await;
+        assert_eq!(out.status, StatusCode::OK, "{}", out.body);
         let page = kit.get("/ui/audit/logins?username=nurse1", Some(&aud)).await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         assert!(page.body.contains("id=\"audit-sessions\"") && page.body.contains("data-user=\"nurse1\""));
         assert!(!page.body.contains("data-user=\"aud\""));
-        assert!(page.body.contains("0m 00s"), "the ended first session has a duration");
+        assert!(
+            page.body.contains("<td>0m 00s</td><td>logout</td>"),
+            "the ended session has a duration: {}",
+            page.body
+        );
         assert!(page.body.contains("会话数 2"), "{}", page.body);
         let all = kit.get("/ui/audit/logins", Some(&aud)).await;
         assert!(all.body.contains("data-user=\"aud\"") && all.body.contains("data-user=\"nurse1\""));

@@ -22,6 +22,7 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("users_display_name", "Display name"),
     ("users_roles", "Roles (per campus)"),
     ("users_roles_extra", "Roles on other campuses (role@campus, comma-separated)"),
+    ("users_roles_multi", "Hold Ctrl (⌘ on a Mac) to pick several; for a campus not listed, type it below."),
     ("users_roles_hint", "After a role change the user's open sessions end; they sign in again."),
     ("users_valid_until", "Valid until"),
     ("users_validity_soon", "expires within a month"),

@@ -22,6 +22,7 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("users_display_name", "姓名"),
     ("users_roles", "角色（按院区）"),
     ("users_roles_extra", "其他院区角色（角色@院区，逗号分隔）"),
+    ("users_roles_multi", "按住 Ctrl（Mac 上为 ⌘）可选择多个角色；院区未在列表中时填写在下方。"),
     ("users_roles_hint", "修改角色后，该用户的现有会话立即失效，需重新登录。"),
     ("users_valid_until", "有效期至"),
     ("users_validity_soon", "一个月内到期"),
