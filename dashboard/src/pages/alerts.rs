@@ -336,8 +336,14 @@ fn summary_view(d: &Dashboard, v: &Viewer, s: &Value) -> Value {
             .into_iter()
             .take(10)
             .map(|(k, n)| {
+                let known = |key: String| {
+                    let t = i18n::text(v.lang(), &key);
+                    (t != key).then_some(t)
+                };
                 let name = match dim {
+                    _ if k == "(none)" => i18n::text(v.lang(), "none"),
                     "campus" => d.config.campus_name(&k),
+                    "channel" => known(format!("config_kind_{k}")).unwrap_or(k),
                     "severity" => format!("{} ({k})", data::severity_text(v, &k)),
                     "outcome" => i18n::text(v.lang(), &format!("alerts_outcome_{k}")),
                     _ => k,
