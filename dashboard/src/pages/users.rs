@@ -195,7 +195,16 @@ fn parse_windows(text: &str) -> Result<Vec<AccessWindow>, String> {
 fn windows_text(ws: &[AccessWindow]) -> String {
     ws.iter()
         .map(|w| {
-            let days: Vec<String> = w.days.iter().map(u8::to_string).collect();
+            // Runs of consecutive days as ranges: 1,2,3,5 -> 1-3,5.
+            let mut runs: Vec<(u8, u8)> = Vec::new();
+            for &d in &w.days {
+                match runs.last_mut() {
+                    Some((_, end)) if *end + 1 == d => *end = d,
+                    _ => runs.push((d, d)),
+                }
+            }
+            let days: Vec<String> =
+                runs.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
             format!("{} {}-{}", days.join(","), w.start, w.end)
         })
         .collect::<Vec<_>>()
@@ -878,7 +887,9 @@ mod tests {
         let list = kit.get("/ui/users", Some(&admin)).await;
         assert!(list.body.contains("validity-soon") && list.body.contains("一个月内到期"), "expiry warning shown");
         let edit = kit.get("/ui/users/edit/nurse1", Some(&admin)).await;
-        assert!(edit.body.contains(&format!("value=\"{soon}\"")) && edit.body.contains("6,7 22:00-06:00"));
+        assert!(
+            edit.body.contains(&format!("value=\"{soon}\"")) && edit.body.contains("1-5 08:00-18:00\n6-7 22:00-06:00")
+        );
 
         let r = kit
             .send(Method::PATCH, "/ui/api/users/nurse1", &admin, Some(json!({"access_windows": "8 09:00-10:00"})))
@@ -977,7 +988,7 @@ mod tests {
         assert!(super::parse_binding("viewer@").unwrap_err().contains("campus"));
         let w = super::parse_windows("1-3,5 08:00-18:00\n\n7 22:00-06:00").unwrap();
         assert_eq!(w[0].days, vec![1, 2, 3, 5]);
-        assert_eq!(super::windows_text(&w), "1,2,3,5 08:00-18:00\n7 22:00-06:00");
+        assert_eq!(super::windows_text(&w), "1-3,5 08:00-18:00\n7 22:00-06:00");
         assert!(super::parse_windows("1-5 25:00-26:00").unwrap_err().contains("line 1"));
         assert!(super::parse_windows("5-1 08:00-09:00").is_err());
         assert_eq!(super::local_ms("x", "2026-11-26", false).unwrap(), Some(1_795_622_400_000));
