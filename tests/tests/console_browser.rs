@@ -7,9 +7,10 @@
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
+use tingzhen_tests::agent::AgentOpts;
 use tingzhen_tests::browser::Browser;
 use tingzhen_tests::process::Proc;
-use tingzhen_tests::{Collector, CollectorOpts, bins, ports, wait};
+use tingzhen_tests::{Agent, Collector, CollectorOpts, bins, ports, wait};
 
 /// Passes the password policy (≥ 10 characters, 3 classes, no account name, not a weak one).
 const NEW_PASSWORD: &str = "Tz-Console#2026q";
@@ -18,9 +19,14 @@ const XSS: &str = "<img src=x onerror=alert(1)>";
 /// `tingzhen serve --target all` with the console on plain HTTP (so `cookie_secure = false`),
 /// the `[identity]` keys in `identity`, two named campuses and a fast live refresh.
 fn console_server(identity: &str) -> Collector {
+    console_server_with(identity, "")
+}
+
+/// [`console_server`] plus more sections (`more` is TOML appended as is).
+fn console_server_with(identity: &str, more: &str) -> Collector {
     let extra_toml = format!(
         "\n[identity]\ncookie_secure = false\n{identity}\n\n[dashboard]\nrefresh_seconds = 2\n\
-         campuses = [{{ id = \"east\", name = \"东院\" }}, {{ id = \"west\", name = \"西院\" }}]\n"
+         campuses = [{{ id = \"east\", name = \"东院\" }}, {{ id = \"west\", name = \"西院\" }}]\n{more}"
     );
     Collector::start_with(CollectorOpts { extra_toml, all_targets: true, ..Default::default() })
 }
@@ -170,27 +176,42 @@ impl ApiSession {
     }
 }
 
-#[test]
-fn newcomer_logs_in_changes_the_password_and_sees_this_host() {
+/// `tingzhen up` on a fresh data dir (built-in agent every second), as a newcomer runs it.
+struct Up {
+    proc: Proc,
+    url: String,
+    user: String,
+    password: String,
+    _dir: tempfile::TempDir,
+}
+
+fn tingzhen_up() -> Up {
     let dir = tempfile::tempdir().unwrap();
     let addr = ports::free_addr();
     let mut cmd = Command::new(bins::tingzhen());
     cmd.current_dir(dir.path())
         .args(["up", "--listen", &addr.to_string(), "--interval", "1s", "--data"])
         .arg(dir.path().join("data"));
-    let mut up = Proc::spawn("tingzhen-up", cmd, &dir.path().join("logs"));
+    let mut proc = Proc::spawn("tingzhen-up", cmd, &dir.path().join("logs"));
     let (user, password) = wait::until_60s("`tingzhen up` to print the console credential", |last| {
-        up.assert_running();
-        let out = up.stdout();
+        proc.assert_running();
+        let out = proc.stdout();
         *last = out.clone();
         let find = |key: &str| {
             out.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string())).filter(|s| !s.is_empty())
         };
         Some((find("Console user:")?, find("Console password:")?))
     });
+    Up { proc, url: format!("http://{addr}"), user, password, _dir: dir }
+}
+
+#[test]
+fn newcomer_logs_in_changes_the_password_and_sees_this_host() {
+    let mut up = tingzhen_up();
+    let (url, user, password) = (up.url.clone(), up.user.clone(), up.password.clone());
     assert_eq!(user, "admin");
 
-    let b = Browser::start(&format!("http://{addr}"));
+    let b = Browser::start(&url);
     // Not logged in: the console sends the newcomer to the login page, in Chinese.
     b.goto("/ui/");
     assert!(b.wait_for_path("/ui/login").contains("next="), "login keeps where the user was going");
@@ -254,8 +275,8 @@ fn newcomer_logs_in_changes_the_password_and_sees_this_host() {
     b.login(&user, NEW_PASSWORD);
     assert_eq!(b.wait_for_path("/ui/"), "/ui/");
     drop(b);
-    let st = up.terminate(Duration::from_secs(30)).expect("`tingzhen up` exits on SIGTERM");
-    assert!(st.success(), "`tingzhen up` exit status: {st}\n{}", up.logs());
+    let st = up.proc.terminate(Duration::from_secs(30)).expect("`tingzhen up` exits on SIGTERM");
+    assert!(st.success(), "`tingzhen up` exit status: {st}\n{}", up.proc.logs());
 }
 
 #[test]
@@ -464,6 +485,14 @@ fn a_campus_viewer_cannot_open_another_campus_and_names_are_escaped() {
     assert_eq!(injected, json!(0), "no element was created from the host name");
     assert!(b.open_alert().is_none(), "no script ran");
     b.screenshot("overview-escaped-host");
+    // A display name is user input too: the users page shows it as text.
+    b.goto("/ui/users");
+    b.wait_text("eastviewer");
+    assert!(b.body_text().contains(XSS), "the display name shows literally");
+    let injected = b.script("return document.querySelectorAll('img[src=\"x\"], img[onerror]').length;", vec![]);
+    assert_eq!(injected, json!(0), "no element was created from the display name");
+    assert!(b.open_alert().is_none(), "no script ran");
+    b.screenshot("users-escaped-name");
 }
 
 #[test]
@@ -502,4 +531,107 @@ fn an_auditor_cannot_change_configuration() {
     assert!(!nav.contains("配置") && !nav.contains("用户"), "auditor menu: {nav}");
     b.goto("/ui/");
     assert_eq!(b.text("main h1"), "无权访问");
+}
+
+#[test]
+fn search_finds_this_host_by_ip_and_a_rule_made_in_the_ui_fires_and_is_silenced() {
+    // Silences live in alerting's routing, which needs a route and a receiver (`tingzhen up`
+    // configures none); the SMTP port has no server, so notifications just wait to be retried.
+    let routing = format!(
+        "\n[alerting.routing.route]\nreceiver = \"ops\"\n\n[[alerting.notify.receivers]]\nname = \"ops\"\n\
+         channels = [{{ type = \"email\", to = [\"ops@hospital.example\"] }}]\n\n[alerting.notify.smtp]\n\
+         host = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nfrom = \"tingzhen <alerts@hospital.example>\"\n",
+        ports::free_port()
+    );
+    let server = console_server_with("", &routing);
+    let token = server.create_token("e2e-agent", "ingest", None);
+    let _agent = Agent::start(AgentOpts {
+        collector: Some(server.base_url()),
+        token: Some(token),
+        interval: Some("1s".into()),
+        ..Default::default()
+    });
+    let admin_token = server.admin_token();
+    let api = server.client(&admin_token);
+    let host = tingzhen_tests::hostname();
+    // This host's address, as its agent reported it.
+    let ip = wait::until_60s("the agent's heartbeat", |last| {
+        let r = api.call("/api/v1/inventory/hosts", &[]);
+        *last = format!("{} {}", r.status, r.body);
+        let hosts = r.json()["data"].as_array().cloned().unwrap_or_default();
+        let me = hosts.iter().find(|h| h["host"] == host.as_str())?;
+        me["ips"].as_array()?.iter().filter_map(Value::as_str).find(|ip| !ip.starts_with("127.")).map(str::to_string)
+    });
+    let initial = create_user(&server, "opsadmin", "admin", "");
+
+    let b = Browser::start(&server.base_url());
+    first_login(&b, "opsadmin", &initial);
+
+    // Search by IP from the box in the header.
+    b.type_into("form.search input[name=q]", &ip);
+    b.click("form.search button[type=submit]");
+    b.wait_for_path("/ui/search");
+    let found = b.text("#search-hosts");
+    assert!(found.contains(&host) && found.contains(&ip), "search for {ip} lists {host}: {found}");
+    assert_ne!(b.attr("#search-hosts", "data-count").as_deref(), Some("0"));
+    b.screenshot("search");
+
+    // A rule written in the console's editor.
+    let rule = format!(
+        "groups:\n  - name: e2e-browser\n    interval: 2s\n    rules:\n      - alert: E2eBrowserRule\n        \
+         expr: node_load1{{host=\"{host}\"}} >= 0\n        labels:\n          severity: warning\n        \
+         annotations:\n          summary: made in the browser\n"
+    );
+    b.goto("/ui/config/rules/new");
+    b.find("#rule-form");
+    b.type_into("#rule-yaml", &rule);
+    b.screenshot("rule-edit");
+    b.click("#rule-save");
+    b.wait_until("the saved rule listed", |b, last| {
+        let p = b.path();
+        let err = b.try_text("#rule-error").unwrap_or_default();
+        *last = format!("{p} error={err:?}");
+        (p == "/ui/config/rules" && b.try_text("#rules-table").is_some_and(|t| t.contains("E2eBrowserRule")))
+            .then_some(())
+    });
+
+    // It fires, and the alerts page shows it (live refresh).
+    b.goto("/ui/alerts");
+    let find_row = "var r = Array.from(document.querySelectorAll('#alerts-table tr[data-fingerprint]'))\
+        .find(function (r) { return r.textContent.indexOf('E2eBrowserRule') >= 0; });\
+        return r ? [r.getAttribute('data-fingerprint'), r.querySelector('td.state-firing') !== null] : null;";
+    let fingerprint = b.wait_until("E2eBrowserRule firing in #alerts-table", |b, last| {
+        let row = b.script(find_row, vec![]);
+        *last = row.to_string();
+        (row[1] == true).then(|| row[0].as_str().unwrap_or_default().to_string())
+    });
+    b.screenshot("alerts");
+
+    // Silence it from its row.
+    b.click(&format!("#alerts-table tr[data-fingerprint=\"{fingerprint}\"] .silence-button"));
+    b.wait_for_path("/ui/alerts/silence/");
+    b.find("#silence-matchers");
+    let prefilled = b.script("return document.getElementById('silence-matchers').value;", vec![]);
+    assert!(prefilled.as_str().unwrap_or("").contains("E2eBrowserRule"), "matchers from the alert: {prefilled}");
+    b.type_into("#silence-comment", "maintenance window, silenced in the browser");
+    b.screenshot("silence");
+    b.click("#silence-save");
+    b.wait_until("the silence saved", |b, last| {
+        let p = b.path();
+        let err = b.try_text("#silence-error").unwrap_or_default();
+        *last = format!("{p} error={err:?}");
+        (p == "/ui/alerts").then_some(())
+    });
+    b.goto("/ui/config/silences");
+    let row = b.text("#silences-table tr.silence-active");
+    assert!(row.contains("silenced in the browser") && row.contains("E2eBrowserRule"), "active silence: {row}");
+    // The alerting engine has it, made by the console user, matching the alert.
+    let r = api.call("/api/v1/alerting/silences", &[]);
+    let silences = r.json()["data"].as_array().cloned().unwrap_or_default();
+    let s = silences
+        .iter()
+        .find(|s| s["comment"] == "maintenance window, silenced in the browser")
+        .unwrap_or_else(|| panic!("silence not in the alerting API: {}", r.body));
+    assert_eq!(s["status"], "active", "{s}");
+    assert!(s["matchers"].to_string().contains("E2eBrowserRule"), "{s}");
 }
