@@ -15,7 +15,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<Dashboard> {
-    Router::new().route("/ui/hosts", get(list)).route("/ui/hosts/{host}", get(detail))
+    Router::new()
+        .route("/ui/hosts", get(list))
+        .route("/ui/hosts/{host}", get(detail))
+        .route("/ui/partials/hosts", get(list_partial))
+        .route("/ui/partials/host-charts/{host}", get(charts_partial))
+}
+
+/// Charts re-query a range per line, so they refresh less often than lists.
+pub(crate) fn chart_refresh_seconds(d: &Dashboard) -> u64 {
+    d.config.refresh_seconds.max(30)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,22 +36,32 @@ struct ListFilter {
 }
 
 async fn list(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>) -> Response {
-    if let Some(r) = data::refuse_if_blind(&d, &v) {
-        return r;
+    match list_data(&d, &v, f).await {
+        Ok(data) => d.page(&v, "pages/hosts", "hosts_title", data),
+        Err(r) => r,
+    }
+}
+
+/// The live part of the list (counts and table), re-fetched by `app.js`.
+async fn list_partial(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>) -> Response {
+    match list_data(&d, &v, f).await {
+        Ok(data) => d.fragment(&v, "partials/hosts_table", data),
+        Err(r) => r,
+    }
+}
+
+async fn list_data(d: &Dashboard, v: &Viewer, f: ListFilter) -> Result<Value, Response> {
+    if let Some(r) = data::refuse_if_blind(d, v) {
+        return Err(r);
     }
     if !matches!(f.status.as_str(), "" | "up" | "down") {
-        return data::bad_request(&d, &v, &format!("status: {:?} is not up or down", f.status));
+        return Err(data::bad_request(d, v, &format!("status: {:?} is not up or down", f.status)));
     }
-    if !f.campus.is_empty()
-        && let Err(r) = data::require_campus(&d, &v, &f.campus).await
-    {
-        return r;
+    if !f.campus.is_empty() {
+        data::require_campus(d, v, &f.campus).await?;
     }
-    let inv = match data::inventory(&d, &v, "").await {
-        Ok(i) => i,
-        Err(e) => return d.backend_page(&v, &e),
-    };
-    let campuses = data::campus_names(&d, inv.hosts.iter().map(|h| str_of(h, "campus").to_string()))
+    let inv = data::inventory(d, v, "").await.map_err(|e| d.backend_page(v, &e))?;
+    let campuses = data::campus_names(d, inv.hosts.iter().map(|h| str_of(h, "campus").to_string()))
         .into_iter()
         .filter(|c| data::visible(&v.scope(), str_of(c, "id")))
         .map(|mut c| {
@@ -60,14 +79,17 @@ async fn list(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>
             "down" => h["up"].as_bool() != Some(true),
             _ => true,
         })
-        .map(|h| host_row(&d, h))
+        .map(|h| host_row(d, h))
         .collect();
     let up = rows.iter().filter(|r| r["up"] == true).count();
-    d.page(
-        &v,
-        "pages/hosts",
-        "hosts_title",
-        json!({
+    let params: Vec<(&str, &str)> = [("campus", f.campus.as_str()), ("status", f.status.as_str())]
+        .into_iter()
+        .filter(|p| !p.1.is_empty())
+        .collect();
+    let partial_url = format!("/ui/partials/hosts?{}", serde_urlencoded::to_string(&params).unwrap_or_default());
+    Ok(json!({
+            "partial_url": partial_url,
+            "updated_ms": data::now_ms(),
             "hosts": rows,
             "shown": rows.len(),
             "up_count": up,
@@ -76,8 +98,7 @@ async fn list(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>
             "campuses": campuses,
             "filter": {"campus": f.campus, "status": f.status,
                        "up": f.status == "up", "down": f.status == "down"},
-        }),
-    )
+    }))
 }
 
 pub(crate) fn host_row(d: &Dashboard, h: &Value) -> Value {
@@ -110,35 +131,47 @@ async fn detail(
     Path(name): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> Response {
-    let span = match Span::parse(&q.range) {
-        Ok(s) => s,
-        Err(e) => return data::bad_request(&d, &v, &e),
-    };
-    if !matches!(q.cpu.as_str(), "" | "mode" | "total") {
-        return data::bad_request(&d, &v, &format!("cpu: {:?} is not mode or total", q.cpu));
+    match detail_data(&d, &v, name, q).await {
+        Ok(data) => d.page(&v, "pages/host", "hosts_detail_title", data),
+        Err(r) => r,
     }
-    let hosts = match data::all_hosts(&d).await {
-        Ok(h) => h,
-        Err(e) => return d.backend_page(&v, &e),
-    };
+}
+
+/// The host's charts alone, re-fetched by `app.js`.
+async fn charts_partial(
+    State(d): State<Dashboard>,
+    v: Viewer,
+    Path(name): Path<String>,
+    Query(q): Query<DetailQuery>,
+) -> Response {
+    match detail_data(&d, &v, name, q).await {
+        Ok(data) => d.fragment(&v, "partials/hosts_charts", data),
+        Err(r) => r,
+    }
+}
+
+async fn detail_data(d: &Dashboard, v: &Viewer, name: String, q: DetailQuery) -> Result<Value, Response> {
+    let span = Span::parse(&q.range).map_err(|e| data::bad_request(d, v, &e))?;
+    if !matches!(q.cpu.as_str(), "" | "mode" | "total") {
+        return Err(data::bad_request(d, v, &format!("cpu: {:?} is not mode or total", q.cpu)));
+    }
+    let hosts = data::all_hosts(d).await.map_err(|e| d.backend_page(v, &e))?;
     let Some(h) = hosts.into_iter().find(|h| str_of(h, "host") == name) else {
-        if let Some(r) = data::refuse_if_blind(&d, &v) {
-            return r;
+        if let Some(r) = data::refuse_if_blind(d, v) {
+            return Err(r);
         }
         let text = format!("{}: {name}", i18n::text(v.lang(), "hosts_not_found"));
-        return d.message_page(&v, StatusCode::NOT_FOUND, "not_found_title", &text);
+        return Err(d.message_page(v, StatusCode::NOT_FOUND, "not_found_title", &text));
     };
     // The campus comes from the inventory, never from the URL: a viewer of one campus cannot
     // read another's host by typing its name.
-    if let Err(r) = data::require_campus(&d, &v, str_of(&h, "campus")).await {
-        return r;
-    }
+    data::require_campus(d, v, str_of(&h, "campus")).await?;
     let now = data::now_ms();
     let from = now - span.ms();
     let total_cpu = q.cpu == "total";
     let interval = h["interval_ms"].as_i64().unwrap_or(15_000);
-    let specs = chart_specs(&v, &name, span, interval, total_cpu);
-    let charts = data::draw_charts(&d, specs, from, now, &i18n::text(v.lang(), "mon_no_data")).await;
+    let specs = chart_specs(v, &name, span, interval, total_cpu);
+    let charts = data::draw_charts(d, specs, from, now, &i18n::text(v.lang(), "mon_no_data")).await;
 
     let campus = str_of(&h, "campus");
     let targets: Vec<Value> = h["targets"]
@@ -150,7 +183,7 @@ async fn detail(
             json!({
                 "name": t["name"], "href": super::targets::link(&name, str_of(t, "name"), &[]), "kind": t["kind"], "class": data::target_class(str_of(t, "kind")),
                 "address": t["address"], "status": t["status"],
-                "status_text": super::targets::status_text(&v, str_of(t, "status")), "last_error": t["last_error"],
+                "status_text": super::targets::status_text(v, str_of(t, "status")), "last_error": t["last_error"],
                 "last_collect_ms": t["last_collect_ms"], "system": t["system"], "campus_name": d.config.campus_name(c),
             })
         })
@@ -163,11 +196,12 @@ async fn detail(
         })
         .collect();
     let boot_ms = h["boot_time"].as_i64().unwrap_or(0) * 1000;
-    d.page(
-        &v,
-        "pages/host",
-        "hosts_detail_title",
-        json!({
+    let partial_params = [("range", span.as_str()), ("cpu", q.cpu.as_str())];
+    let partial_params: Vec<&(&str, &str)> = partial_params.iter().filter(|p| !p.1.is_empty()).collect();
+    Ok(json!({
+            "charts_url": format!("/ui/partials/host-charts/{}?{}", path_segment(&name),
+                                  serde_urlencoded::to_string(&partial_params).unwrap_or_default()),
+            "charts_every": chart_refresh_seconds(d),
             "host": {
                 "name": name, "hostname": h["hostname"], "ips": h["ips"], "up": h["up"].as_bool() == Some(true),
                 "campus": campus, "campus_name": d.config.campus_name(campus), "system": h["system"],
@@ -185,8 +219,7 @@ async fn detail(
             "cpu_mode_href": link(&name, &[("range", span.as_str()), ("cpu", "mode")]),
             "cpu_total_href": link(&name, &[("range", span.as_str()), ("cpu", "total")]),
             "updated_ms": now,
-        }),
-    )
+    }))
 }
 
 /// `/ui/hosts/{host}?…` with the host name percent-encoded as one path segment.
@@ -361,6 +394,12 @@ pub(crate) mod tests {
         assert!(!down.body.contains("his-db-01") && down.body.contains("west-app"), "{}", down.body);
         let east = kit.get("/ui/hosts?campus=east", Some(&admin)).await;
         assert!(east.body.contains("his-db-01") && !east.body.contains("west-app"));
+        let live = kit.get("/ui/partials/hosts?status=down", Some(&admin)).await;
+        assert_eq!(live.status, StatusCode::OK);
+        assert!(!live.body.contains("<html") && live.body.contains(r#"id="hosts-table""#));
+        assert!(live.body.contains("west-app") && !live.body.contains("his-db-01"), "the partial keeps the filter");
+        let page = kit.get("/ui/hosts?status=down", Some(&admin)).await;
+        assert!(page.body.contains(r#"data-refresh="/ui/partials/hosts?status&#x3D;down""#), "{}", page.body);
         let bad = kit.get("/ui/hosts?status=sideways", Some(&admin)).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
         assert!(bad.body.contains("status"), "{}", bad.body);
@@ -374,6 +413,7 @@ pub(crate) mod tests {
         assert_eq!(a.status, StatusCode::OK);
         assert!(a.body.contains("his-db-01") && !a.body.contains("west-app"), "{}", a.body);
         assert!(!a.body.contains(r#"value="west""#), "no filter option for a hidden campus");
+        assert_eq!(kit.get("/ui/partials/hosts?campus=west", Some(&viewer)).await.status, StatusCode::FORBIDDEN);
         let refused = kit.get("/ui/hosts?campus=west", Some(&viewer)).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert!(!refused.body.contains("west-app"));
@@ -403,6 +443,11 @@ pub(crate) mod tests {
         assert!(seen.iter().any(|q| q.contains("node_cpu_seconds_total") && q.contains("by (mode)")));
         assert!(seen.iter().any(|q| q.contains("node_memory_MemAvailable_bytes")));
 
+        let live = kit.get("/ui/partials/host-charts/his-db-01?range=6h", Some(&viewer)).await;
+        assert_eq!(live.status, StatusCode::OK);
+        assert!(!live.body.contains("<html") && live.body.contains(r#"id="host-charts""#));
+        assert!(a.body.contains(r#"data-refresh="/ui/partials/host-charts/his-db-01?range&#x3D;1h""#));
+
         queries.lock().unwrap().clear();
         let week = kit.get("/ui/hosts/his-db-01?range=7d&cpu=total", Some(&viewer)).await;
         assert_eq!(week.status, StatusCode::OK);
@@ -422,6 +467,8 @@ pub(crate) mod tests {
         let refused = kit.get("/ui/hosts/%3Cb%3Ewest-app%3C%2Fb%3E", Some(&viewer)).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert!(!refused.body.contains("10.2.0.9"), "{}", refused.body);
+        let refused = kit.get("/ui/partials/host-charts/%3Cb%3Ewest-app%3C%2Fb%3E", Some(&viewer)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert!(queries.lock().unwrap().is_empty(), "no data was queried for a refused host");
         let refusals = audit(&kit, "access_refused");
         assert!(refusals.iter().any(|r| r.actor == "east-viewer" && r.detail.contains("west")), "{refusals:?}");

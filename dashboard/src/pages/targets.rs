@@ -21,7 +21,11 @@ use std::collections::BTreeMap;
 use tingzhen_identity::Permission;
 
 pub fn routes() -> Router<Dashboard> {
-    Router::new().route("/ui/targets", get(list)).route("/ui/targets/{host}/{name}", get(detail))
+    Router::new()
+        .route("/ui/targets", get(list))
+        .route("/ui/targets/{host}/{name}", get(detail))
+        .route("/ui/partials/targets", get(list_partial))
+        .route("/ui/partials/target-charts/{host}/{name}", get(charts_partial))
 }
 
 const CLASSES: [&str; 4] = ["database", "middleware", "probe", "process"];
@@ -69,24 +73,34 @@ fn class_key(class: &str) -> &'static str {
 }
 
 async fn list(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>) -> Response {
-    if let Some(r) = data::refuse_if_blind(&d, &v) {
-        return r;
+    match list_data(&d, &v, f).await {
+        Ok(data) => d.page(&v, "pages/targets", "targets_title", data),
+        Err(r) => r,
+    }
+}
+
+/// The live part of the list (class counts and table), re-fetched by `app.js`.
+async fn list_partial(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>) -> Response {
+    match list_data(&d, &v, f).await {
+        Ok(data) => d.fragment(&v, "partials/targets_table", data),
+        Err(r) => r,
+    }
+}
+
+async fn list_data(d: &Dashboard, v: &Viewer, f: ListFilter) -> Result<Value, Response> {
+    if let Some(r) = data::refuse_if_blind(d, v) {
+        return Err(r);
     }
     if !f.class.is_empty() && !CLASSES.contains(&f.class.as_str()) {
-        return data::bad_request(&d, &v, &format!("class: {:?} is not one of {}", f.class, CLASSES.join(", ")));
+        return Err(data::bad_request(d, v, &format!("class: {:?} is not one of {}", f.class, CLASSES.join(", "))));
     }
     if !matches!(f.status.as_str(), "" | "up" | "down" | "pending") {
-        return data::bad_request(&d, &v, &format!("status: {:?} is not up, down or pending", f.status));
+        return Err(data::bad_request(d, v, &format!("status: {:?} is not up, down or pending", f.status)));
     }
-    if !f.campus.is_empty()
-        && let Err(r) = data::require_campus(&d, &v, &f.campus).await
-    {
-        return r;
+    if !f.campus.is_empty() {
+        data::require_campus(d, v, &f.campus).await?;
     }
-    let inv = match data::inventory(&d, &v, "").await {
-        Ok(i) => i,
-        Err(e) => return d.backend_page(&v, &e),
-    };
+    let inv = data::inventory(d, v, "").await.map_err(|e| d.backend_page(v, &e))?;
     let total = inv.targets.len();
     let in_campus: Vec<&Value> =
         inv.targets.iter().filter(|t| f.campus.is_empty() || str_of(t, "campus") == f.campus).collect();
@@ -103,9 +117,9 @@ async fn list(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>
         .iter()
         .filter(|t| f.class.is_empty() || str_of(t, "class") == f.class)
         .filter(|t| f.status.is_empty() || str_of(t, "status") == f.status)
-        .map(|t| target_row(&d, &v, t))
+        .map(|t| target_row(d, v, t))
         .collect();
-    let campuses: Vec<Value> = data::campus_names(&d, inv.hosts.iter().map(|h| str_of(h, "campus").to_string()))
+    let campuses: Vec<Value> = data::campus_names(d, inv.hosts.iter().map(|h| str_of(h, "campus").to_string()))
         .into_iter()
         .filter(|c| data::visible(&v.scope(), str_of(c, "id")))
         .map(|mut c| {
@@ -115,13 +129,12 @@ async fn list(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>
         .collect();
     let statuses: Vec<Value> = ["up", "down", "pending"]
         .iter()
-        .map(|s| json!({"value": s, "label": status_text(&v, s), "selected": f.status == *s}))
+        .map(|s| json!({"value": s, "label": status_text(v, s), "selected": f.status == *s}))
         .collect();
-    d.page(
-        &v,
-        "pages/targets",
-        "targets_title",
-        json!({
+    let partial_url = list_href(&f.class, &f.campus, &f.status).replacen("/ui/targets", "/ui/partials/targets", 1);
+    Ok(json!({
+            "partial_url": partial_url,
+            "updated_ms": data::now_ms(),
             "targets": rows,
             "shown": rows.len(),
             "total": total,
@@ -130,8 +143,7 @@ async fn list(State(d): State<Dashboard>, v: Viewer, Query(f): Query<ListFilter>
             "filter": {"class": f.class, "campus": f.campus, "status": f.status},
             "all_href": list_href("", &f.campus, &f.status),
             "statuses": statuses,
-        }),
-    )
+    }))
 }
 
 /// `/ui/targets` with the given filters (empty ones left out).
@@ -179,60 +191,23 @@ async fn detail(
     if !matches!(q.sql.as_str(), "" | "0" | "1") {
         return data::bad_request(&d, &v, &format!("sql: {:?} is not 0 or 1", q.sql));
     }
-    let hosts = match data::all_hosts(&d).await {
-        Ok(h) => h,
-        Err(e) => return d.backend_page(&v, &e),
+    let (h, t, campus) = match lookup(&d, &v, &host_name, &name).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
-    let found = hosts.iter().find(|h| str_of(h, "host") == host_name).and_then(|h| {
-        let t = h["targets"].as_array()?.iter().find(|t| str_of(t, "name") == name)?;
-        Some((h, t))
-    });
-    let Some((h, t)) = found else {
-        if let Some(r) = data::refuse_if_blind(&d, &v) {
-            return r;
-        }
-        let text = format!("{}: {host_name}/{name}", i18n::text(v.lang(), "targets_not_found"));
-        return d.message_page(&v, StatusCode::NOT_FOUND, "not_found_title", &text);
-    };
-    // The campus is the inventory's (the target's own, else its host's), never the URL's.
-    let campus = if str_of(t, "campus").is_empty() { str_of(h, "campus") } else { str_of(t, "campus") };
-    if let Err(r) = data::require_campus(&d, &v, campus).await {
-        return r;
-    }
-    let campus_opt = (!campus.is_empty()).then_some(campus);
+    let campus_opt = (!campus.is_empty()).then_some(campus.as_str());
     let show_sql = q.sql == "1";
     if show_sql && let Err(r) = d.require_page(&v, Permission::ViewSensitive, campus_opt).await {
         return r;
     }
-
-    let kind = str_of(t, "kind");
+    let kind = str_of(&t, "kind");
     let class = data::target_class(kind);
-    let now = data::now_ms();
-    let from = now - span.ms();
-    let interval = h["interval_ms"].as_i64().unwrap_or(15_000);
-    let sel = format!("host={},target={}", promql_str(&host_name), promql_str(&name));
-    let w = format!("{}s", data::rate_window_s(span.ms(), interval));
     let lang = v.lang();
-    let up = up_metric(kind);
-    let mut specs = vec![ChartSpec {
-        id: "chart-status".into(),
-        title: i18n::text(lang, "targets_chart_status"),
-        unit: "",
-        queries: vec![ChartQuery { promql: format!("{up}{{{sel}}}"), legend: vec![], name: up.to_string() }],
-    }];
-    specs.extend(kind_charts(kind, &sel, &w, |k| i18n::text(lang, k)));
-    let empty = i18n::text(lang, "mon_no_data");
-    let charts = data::draw_charts(&d, specs, from, now, &empty).await;
-    let availability = match data::instant(&d, &format!("avg_over_time({up}{{{sel}}}[{}s])", span.ms() / 1000)).await {
-        Ok(r) => r.first().map(|(_, x)| *x),
-        Err(e) => {
-            tracing::warn!(error = %e, "availability query failed");
-            None
-        }
-    };
+    let now = data::now_ms();
+    let mut data = charts_data(&d, &v, &h, &t, span, now).await;
 
     let (top_sql, top_sql_error) = if class == "database" {
-        match top_sql(&d, &host_name, &name, from).await {
+        match top_sql(&d, &host_name, &name, now - span.ms()).await {
             Ok(rows) => (rows, String::new()),
             Err(e) => (Vec::new(), e.to_string()),
         }
@@ -257,49 +232,131 @@ async fn detail(
         .take(TOP_SQL_ROWS)
         .map(|s| {
             let text = if show_sql { s.query.clone() } else { mask_sql(&s.query) };
+            let mean = if s.calls > 0.0 { s.total_ms / s.calls } else { 0.0 };
             json!({
                 "query_id": s.query_id, "query": text, "masked": !show_sql, "database": s.database, "user": s.user,
-                "calls": s.calls, "total_ms": round2(s.total_ms), "mean_ms": round2(if s.calls > 0.0 { s.total_ms / s.calls } else { 0.0 }),
-                "rows": s.rows,
+                "calls": s.calls, "total_ms": round2(s.total_ms), "mean_ms": round2(mean), "rows": s.rows,
             })
         })
         .collect();
     let ranges: Vec<Value> = Span::ALL
         .iter()
         .map(|s| {
-            json!({"value": s.as_str(), "active": *s == span, "href": link(&host_name, &name, &[("range", s.as_str()), ("sql", &q.sql)])})
+            let href = link(&host_name, &name, &[("range", s.as_str()), ("sql", &q.sql)]);
+            json!({"value": s.as_str(), "active": *s == span, "href": href})
         })
         .collect();
-    d.page(
-        &v,
-        "pages/target",
-        "targets_detail_title",
-        json!({
-            "target": {
-                "name": name, "kind": kind, "class": class, "class_text": i18n::text(lang, class_key(class)),
-                "address": t["address"], "system": t["system"], "campus_name": d.config.campus_name(campus),
-                "status": t["status"], "status_text": status_text(&v, str_of(t, "status")),
-                "last_error": t["last_error"], "last_collect_ms": t["last_collect_ms"],
-                "host": host_name, "host_href": format!("/ui/hosts/{}", path_segment(&host_name)),
-                "host_ips": h["ips"], "agent_up": h["up"].as_bool() == Some(true), "up_metric": up,
-            },
-            "availability_text": availability
-                .filter(|a| a.is_finite())
-                .map(|a| format!("{:.2}%", a * 100.0))
-                .unwrap_or_else(|| "—".to_string()),
-            "charts": charts,
-            "ranges": ranges,
-            "range": span.as_str(),
-            "is_database": class == "database",
-            "top_sql": statements,
-            "top_sql_error": top_sql_error,
-            "sql_shown": show_sql,
-            "can_see_sql": can_see_sql,
-            "sql_show_href": link(&host_name, &name, &[("range", span.as_str()), ("sql", "1")]),
-            "sql_hide_href": link(&host_name, &name, &[("range", span.as_str())]),
-            "updated_ms": now,
-        }),
-    )
+    let up = up_metric(kind);
+    let page = json!({
+        "target": {
+            "name": name, "kind": kind, "class": class, "class_text": i18n::text(lang, class_key(class)),
+            "address": t["address"], "system": t["system"], "campus_name": d.config.campus_name(&campus),
+            "status": t["status"], "status_text": status_text(&v, str_of(&t, "status")),
+            "last_error": t["last_error"], "last_collect_ms": t["last_collect_ms"],
+            "host": host_name, "host_href": format!("/ui/hosts/{}", path_segment(&host_name)),
+            "host_ips": h["ips"], "agent_up": h["up"].as_bool() == Some(true), "up_metric": up,
+        },
+        "charts_url": format!("/ui/partials/target-charts/{}/{}?range={}", path_segment(&host_name),
+                              path_segment(&name), span.as_str()),
+        "charts_every": super::hosts::chart_refresh_seconds(&d),
+        "ranges": ranges,
+        "range": span.as_str(),
+        "is_database": class == "database",
+        "top_sql": statements,
+        "top_sql_error": top_sql_error,
+        "sql_shown": show_sql,
+        "can_see_sql": can_see_sql,
+        "sql_show_href": link(&host_name, &name, &[("range", span.as_str()), ("sql", "1")]),
+        "sql_hide_href": link(&host_name, &name, &[("range", span.as_str())]),
+    });
+    if let (Value::Object(m), Value::Object(p)) = (&mut data, page) {
+        m.extend(p);
+    }
+    d.page(&v, "pages/target", "targets_detail_title", data)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChartsQuery {
+    #[serde(default)]
+    range: String,
+}
+
+/// The target's status history, availability and charts alone, re-fetched by `app.js` (never
+/// its SQL, so a refresh is no sensitive view).
+async fn charts_partial(
+    State(d): State<Dashboard>,
+    v: Viewer,
+    Path((host_name, name)): Path<(String, String)>,
+    Query(q): Query<ChartsQuery>,
+) -> Response {
+    let span = match Span::parse(&q.range) {
+        Ok(s) => s,
+        Err(e) => return data::bad_request(&d, &v, &e),
+    };
+    let (h, t, _) = match lookup(&d, &v, &host_name, &name).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let data = charts_data(&d, &v, &h, &t, span, data::now_ms()).await;
+    d.fragment(&v, "partials/targets_charts", data)
+}
+
+/// The host and target of `host_name`/`name` and the target's campus (its own, else its host's,
+/// never the URL's), once the viewer is allowed to see that campus (a refusal is audited).
+async fn lookup(d: &Dashboard, v: &Viewer, host_name: &str, name: &str) -> Result<(Value, Value, String), Response> {
+    let hosts = data::all_hosts(d).await.map_err(|e| d.backend_page(v, &e))?;
+    let found = hosts.into_iter().find(|h| str_of(h, "host") == host_name).and_then(|h| {
+        let t = h["targets"].as_array()?.iter().find(|t| str_of(t, "name") == name)?.clone();
+        Some((h, t))
+    });
+    let Some((h, t)) = found else {
+        if let Some(r) = data::refuse_if_blind(d, v) {
+            return Err(r);
+        }
+        let text = format!("{}: {host_name}/{name}", i18n::text(v.lang(), "targets_not_found"));
+        return Err(d.message_page(v, StatusCode::NOT_FOUND, "not_found_title", &text));
+    };
+    let campus = if str_of(&t, "campus").is_empty() { str_of(&h, "campus") } else { str_of(&t, "campus") }.to_string();
+    data::require_campus(d, v, &campus).await?;
+    Ok((h, t, campus))
+}
+
+/// Status history, availability over the span and the kind's charts of one target.
+async fn charts_data(d: &Dashboard, v: &Viewer, h: &Value, t: &Value, span: Span, now: i64) -> Value {
+    let kind = str_of(t, "kind");
+    let interval = h["interval_ms"].as_i64().unwrap_or(15_000);
+    let sel = format!("host={},target={}", promql_str(str_of(h, "host")), promql_str(str_of(t, "name")));
+    let w = format!("{}s", data::rate_window_s(span.ms(), interval));
+    let lang = v.lang();
+    let up = up_metric(kind);
+    let mut specs = vec![ChartSpec {
+        id: "chart-status".into(),
+        title: i18n::text(lang, "targets_chart_status"),
+        unit: "",
+        queries: vec![ChartQuery { promql: format!("{up}{{{sel}}}"), legend: vec![], name: up.to_string() }],
+    }];
+    specs.extend(kind_charts(kind, &sel, &w, |k| i18n::text(lang, k)));
+    let empty = i18n::text(lang, "mon_no_data");
+    let mut charts = data::draw_charts(d, specs, now - span.ms(), now, &empty).await;
+    let status = charts.remove(0);
+    let availability = match data::instant(d, &format!("avg_over_time({up}{{{sel}}}[{}s])", span.ms() / 1000)).await {
+        Ok(r) => r.first().map(|(_, x)| *x),
+        Err(e) => {
+            tracing::warn!(error = %e, "availability query failed");
+            None
+        }
+    };
+    json!({
+        "status_chart": status,
+        "up_metric": up,
+        "availability_text": availability
+            .filter(|a| a.is_finite())
+            .map(|a| format!("{:.2}%", a * 100.0))
+            .unwrap_or_else(|| "—".to_string()),
+        "range": span.as_str(),
+        "charts": charts,
+        "updated_ms": now,
+    })
 }
 
 fn round2(x: f64) -> f64 {
@@ -858,6 +915,14 @@ mod tests {
         assert!(east_mw.body.contains("10.1.0.5:6379") && !east_mw.body.contains("west-mysql"));
         let down = kit.get("/ui/targets?status=down", Some(&admin)).await;
         assert!(down.body.contains("10.1.0.5:6379") && !down.body.contains("10.1.0.5:5432"));
+        let live = kit.get("/ui/partials/targets?class=middleware&campus=east", Some(&admin)).await;
+        assert_eq!(live.status, StatusCode::OK);
+        assert!(
+            !live.body.contains("<html") && live.body.contains("10.1.0.5:6379") && !live.body.contains("west-mysql")
+        );
+        assert!(
+            east_mw.body.contains(r#"data-refresh="/ui/partials/targets?class&#x3D;middleware&amp;campus&#x3D;east""#)
+        );
         let bad = kit.get("/ui/targets?class=toaster", Some(&admin)).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
         assert!(bad.body.contains("class"));
@@ -875,6 +940,9 @@ mod tests {
         let refused = kit.get("/ui/targets/west-db/west-mysql", Some(&viewer)).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN);
         assert!(!refused.body.contains("10.2.0.9"));
+        let live = kit.get("/ui/partials/target-charts/west-db/west-mysql", Some(&viewer)).await;
+        assert_eq!(live.status, StatusCode::FORBIDDEN);
+        assert_eq!(kit.get("/ui/partials/targets?campus=west", Some(&viewer)).await.status, StatusCode::FORBIDDEN);
         assert!(seen.lock().unwrap().ranges.is_empty(), "nothing was queried for the refused target");
         assert!(audit(&kit, "access_refused").iter().any(|r| r.actor == "east-viewer" && r.detail.contains("west")));
         assert_eq!(kit.get("/ui/targets/his-db-01/nope", Some(&viewer)).await.status, StatusCode::NOT_FOUND);
@@ -931,6 +999,10 @@ mod tests {
         assert!(shown.body.contains("SELECT name FROM patients WHERE id &#x3D; $1"), "{}", shown.body);
         assert!(shown.body.contains("&lt;script&gt;orders&lt;/script&gt;") && !shown.body.contains("<script>orders"));
         kit.get("/ui/targets/his-db-01/his-pg?sql=1&range=6h", Some(&admin)).await;
+        let live = kit.get("/ui/partials/target-charts/his-db-01/his-pg?range=6h", Some(&admin)).await;
+        assert_eq!(live.status, StatusCode::OK);
+        assert!(!live.body.contains("<html") && live.body.contains(r#"id="chart-status""#));
+        assert!(!live.body.contains("patients"), "the live charts never carry SQL");
         let views = audit(&kit, "sensitive_view");
         assert_eq!(views.len(), 2, "{views:?}");
         assert!(views.iter().all(|r| r.actor == "admin1" && r.detail.contains("his-db-01/his-pg")));
