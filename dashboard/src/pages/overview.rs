@@ -9,7 +9,7 @@ use crate::{Dashboard, i18n};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -65,6 +65,10 @@ async fn render(d: &Dashboard, v: &Viewer, campus: Option<String>, screen: bool)
             return r;
         }
     } else if matches!(v.scope(), crate::web::Scope::Campuses(ref s) if s.is_empty()) {
+        // The auditor's console is the audit log: land there rather than on a refusal.
+        if !screen && v.can(Permission::ViewAudit, None) {
+            return axum::response::Redirect::to("/ui/audit").into_response();
+        }
         return d.message_page(v, StatusCode::FORBIDDEN, "forbidden_title", &i18n::text(v.lang(), "forbidden_text"));
     }
     let body = match body(d, v, campus.as_deref()).await {
@@ -363,7 +367,12 @@ pub(crate) mod tests {
         let kit = Kit::new(backend());
         let auditor = kit.login("aud", &[("auditor", "*")]);
         let a = kit.get("/ui/", Some(&auditor)).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "the auditor lands on the audit log");
+        assert_eq!(a.location.as_deref(), Some("/ui/audit"));
+        let a = kit.get("/ui/campus/east", Some(&auditor)).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN);
         assert!(!a.body.contains("PgDown"));
+        let a = kit.get("/ui/screen", Some(&auditor)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
     }
 }
