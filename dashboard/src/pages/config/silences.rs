@@ -37,8 +37,12 @@ async fn require_silence_page(d: &Dashboard, v: &Viewer) -> Result<(), Response>
     d.require_page(v, Permission::OperateAlerts, None).await
 }
 
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_string)).collect()
+}
+
 fn matchers_of(s: &Value) -> Vec<String> {
-    s["matchers"].as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_string)).collect()
+    strings(&s["matchers"])
 }
 
 async fn list(State(d): State<Dashboard>, v: Viewer) -> Response {
@@ -120,6 +124,8 @@ async fn edit_page(State(d): State<Dashboard>, v: Viewer, Path(id): Path<String>
             "id": id, "matchers": matchers.join("\n"), "comment": s["comment"],
             "starts": datetime_input(s["starts_at_ms"].as_i64().unwrap_or(0)),
             "ends": s["ends_at_ms"].as_i64().map(datetime_input).unwrap_or_default(),
+            "days": s["recurrence"]["days"], "weekdays": strings(&s["recurrence"]["weekdays"]).join(","),
+            "times": strings(&s["recurrence"]["times"]).join(","),
             "duration": "", "api": format!("/ui/api/silences/{}", enc(&id)), "method": "PUT",
             "redirect": "/ui/config/silences",
         }}),
@@ -143,11 +149,38 @@ struct SilenceForm {
     duration: String,
     #[serde(default)]
     comment: String,
+    /// Recurring silences: `all`/`workdays`/`restdays`/`holidays` (empty = all) …
+    #[serde(default)]
+    days: String,
+    /// … `mon-fri`, `sat,sun` (empty = every weekday) …
+    #[serde(default)]
+    weekdays: String,
+    /// … and `02:00-04:00` ranges (empty = the whole day). All empty: a one-off silence.
+    #[serde(default)]
+    times: String,
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split([',', ' ', '\n', '，']).map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect()
 }
 
 impl SilenceForm {
+    /// The weekly pattern the form describes (the API validates it), if any.
+    fn recurrence(&self) -> Option<Value> {
+        let (weekdays, times) = (split_list(&self.weekdays), split_list(&self.times));
+        let days = self.days.trim();
+        if weekdays.is_empty() && times.is_empty() && (days.is_empty() || days == "all") {
+            return None;
+        }
+        let mut r = json!({"weekdays": weekdays, "times": times});
+        if !days.is_empty() {
+            r["days"] = json!(days);
+        }
+        Some(r)
+    }
+
     /// The API's `SilenceSpec`; the API validates matchers, times and the comment.
-    fn spec(&self, by: &str, recurrence: Option<Value>) -> Result<(Value, Vec<String>), String> {
+    fn spec(&self, by: &str) -> Result<(Value, Vec<String>), String> {
         let matchers: Vec<String> =
             self.matchers.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
         if matchers.is_empty() {
@@ -163,7 +196,7 @@ impl SilenceForm {
         if !self.duration.trim().is_empty() {
             spec["duration"] = json!(self.duration.trim());
         }
-        if let Some(r) = recurrence.filter(|r| !r.is_null()) {
+        if let Some(r) = self.recurrence() {
             spec["recurrence"] = r;
         }
         Ok((spec, matchers))
@@ -172,7 +205,7 @@ impl SilenceForm {
 
 async fn create(State(d): State<Dashboard>, actor: Actor, body: Result<Json<SilenceForm>, JsonRejection>) -> Response {
     let Ok(Json(f)) = body else { return bad_request("body: expected the silence form's fields") };
-    let (spec, matchers) = match f.spec(&actor.session.username, None) {
+    let (spec, matchers) = match f.spec(&actor.session.username) {
         Ok(x) => x,
         Err(e) => return bad_request(e),
     };
@@ -220,7 +253,7 @@ async fn update(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let (spec, matchers) = match f.spec(&actor.session.username, Some(old["recurrence"].clone())) {
+    let (spec, matchers) = match f.spec(&actor.session.username) {
         Ok(x) => x,
         Err(e) => return bad_request(e),
     };

@@ -154,6 +154,20 @@ async fn silences_are_scoped_edited_and_expired() {
     assert!(changes.iter().any(|r| r.detail.contains("expire silence sil-east")), "{changes:?}");
     assert!(changes.iter().any(|r| r.detail.contains("edit silence sil-east")), "{changes:?}");
 
+    let weekly = json!({"matchers": "campus=\"east\"\nsystem=\"HIS\"", "comment": "每周二例行维护",
+                        "days": "workdays", "weekdays": "tue", "times": "02:00-04:00, 22:00-24:00"});
+    let done = kit.send(Method::POST, "/ui/api/silences", &east, Some(weekly)).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let sent = rec.writes().into_iter().rev().find(|c| c.0 == "POST" && c.1 == "/api/v1/alerting/silences").unwrap().2;
+    assert_eq!(
+        sent["recurrence"],
+        json!({"days": "workdays", "weekdays": ["tue"], "times": ["02:00-04:00", "22:00-24:00"]})
+    );
+    assert!(
+        sent.get("duration").is_none() && sent.get("ends_at_ms").is_none(),
+        "a recurring silence may be open-ended"
+    );
+
     let viewer = kit.login("east-viewer", &[("viewer", "east")]);
     assert_eq!(
         kit.send(Method::DELETE, "/ui/api/silences/sil-east", &viewer, None).await.status,
