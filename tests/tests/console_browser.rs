@@ -512,6 +512,19 @@ fn an_auditor_cannot_change_configuration() {
         ("PUT", "/api/v1/users/victim/roles", json!({"roles": [{"role": "admin", "campus": "*"}]})),
         ("PUT", "/api/v1/users/aud/roles", json!({"roles": [{"role": "admin", "campus": "*"}]})),
         ("POST", "/api/v1/users/bulk", json!({"action": "disable", "usernames": ["victim"]})),
+        // The console's own configuration actions.
+        (
+            "POST",
+            "/ui/api/config/rules",
+            json!({"yaml": "groups:\n  - name: aud\n    rules:\n      - alert: AudRule\n        expr: vector(1)\n"}),
+        ),
+        ("POST", "/ui/api/silences", json!({"matchers": "alertname=\"X\"", "duration": "1h", "comment": "aud"})),
+        ("PUT", "/ui/api/config/calendar/2026-12-25", json!({"kind": "holiday", "name": "aud"})),
+        (
+            "POST",
+            "/ui/api/users",
+            json!({"username": "aud-ui-made", "password": "Xq7#aud-made-2026", "roles": [{"role": "admin", "campus": "*"}]}),
+        ),
     ] {
         let (st, resp) = api.send(method, path, Some(body), true);
         assert_eq!(st, 403, "auditor {method} {path}: {resp}");
@@ -521,6 +534,7 @@ fn an_auditor_cannot_change_configuration() {
     assert_eq!(st, 200, "{body}");
     let refused = body.to_string();
     assert!(refused.matches("ManageUsers").count() >= 4, "every refusal is audited: {body}");
+    assert!(refused.contains("ManageConfig"), "config refusals are audited: {body}");
 
     // In the browser: no configuration in the menu, and the overview is not theirs.
     let b = Browser::start(&server.base_url());
@@ -529,8 +543,17 @@ fn an_auditor_cannot_change_configuration() {
     b.find("#nav");
     let nav = b.text("#nav");
     assert!(!nav.contains("配置") && !nav.contains("用户"), "auditor menu: {nav}");
+    // No monitoring for them: the console's home is not the overview.
     b.goto("/ui/");
+    b.find("main h1");
+    assert!(b.try_find("#kpi-hosts").is_none(), "an auditor sees no overview (at {})", b.path());
+    b.goto("/ui/config");
     assert_eq!(b.text("main h1"), "无权访问");
+    // Their own page: the audit log, with the refusals above in it.
+    b.goto("/ui/audit");
+    b.find("#audit-filter");
+    b.wait_text("access_refused");
+    b.screenshot("audit");
 }
 
 #[test]
