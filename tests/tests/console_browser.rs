@@ -658,3 +658,77 @@ fn search_finds_this_host_by_ip_and_a_rule_made_in_the_ui_fires_and_is_silenced(
     assert_eq!(s["status"], "active", "{s}");
     assert!(s["matchers"].to_string().contains("E2eBrowserRule"), "{s}");
 }
+
+/// Opens `path`, checks it is a real page (not the error, not-found or forbidden page) and saves
+/// it as `name`.
+fn page_shot(b: &Browser, path: &str, name: &str) -> String {
+    b.goto(path);
+    let h1 = b.text("main h1");
+    assert!(!["出错了", "未找到", "无权访问"].contains(&h1.as_str()), "{path} rendered {h1:?}: {}", b.body_text());
+    b.screenshot(name);
+    h1
+}
+
+#[test]
+fn every_main_page_renders_for_an_admin_with_a_live_agent() {
+    let routing = format!(
+        "\n[alerting.routing.route]\nreceiver = \"ops\"\n\n[[alerting.notify.receivers]]\nname = \"ops\"\n\
+         channels = [{{ type = \"email\", to = [\"ops@hospital.example\"] }}]\n\n[alerting.notify.smtp]\n\
+         host = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\nfrom = \"tingzhen <alerts@hospital.example>\"\n",
+        ports::free_port()
+    );
+    let server = console_server_with("", &routing);
+    let token = server.create_token("e2e-agent", "ingest", None);
+    let _agent = Agent::start(AgentOpts {
+        collector: Some(server.base_url()),
+        token: Some(token),
+        interval: Some("1s".into()),
+        ..Default::default()
+    });
+    let initial = create_user(&server, "pageadmin", "admin", "");
+    let host = tingzhen_tests::hostname();
+    let b = Browser::start(&server.base_url());
+    first_login(&b, "pageadmin", &initial);
+    b.goto("/ui/hosts");
+    b.wait_until("this host listed", |b, last| {
+        let t = b.body_text();
+        *last = t.chars().take(300).collect();
+        if t.contains(&host) {
+            return Some(());
+        }
+        b.reload();
+        None
+    });
+    // The host's page draws its charts once a few samples are in.
+    b.goto(&format!("/ui/hosts/{host}"));
+    b.wait_until("charts on the host page", |b, last| {
+        let n = b.script("return document.querySelectorAll('main svg').length;", vec![]);
+        *last = n.to_string();
+        if n.as_u64().unwrap_or(0) > 0 {
+            return Some(());
+        }
+        b.reload();
+        None
+    });
+    page_shot(&b, &format!("/ui/hosts/{host}"), "host-detail");
+    for (path, name) in [
+        ("/ui/targets", "targets"),
+        ("/ui/interfaces", "interfaces"),
+        ("/ui/alerts/history", "alerts-history"),
+        ("/ui/alerts/notifications", "alerts-notifications"),
+        ("/ui/config", "config"),
+        ("/ui/config/rules", "config-rules"),
+        ("/ui/config/silences", "config-silences"),
+        ("/ui/config/receivers", "config-receivers"),
+        ("/ui/config/routes", "config-routes"),
+        ("/ui/config/calendar", "config-calendar"),
+        ("/ui/users", "users"),
+        ("/ui/users/reports", "users-reports"),
+        ("/ui/account", "account"),
+    ] {
+        page_shot(&b, path, name);
+    }
+    // Separation of duties: the audit log is the auditor's, not the administrator's.
+    b.goto("/ui/audit");
+    assert_eq!(b.text("main h1"), "无权访问");
+}
