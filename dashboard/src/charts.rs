@@ -122,18 +122,25 @@ pub fn line_chart(lines: &[Line], unit: &str, empty: &str) -> String {
     for (i, line) in lines.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let mut d = String::new();
+        // A point with no finite neighbour draws no line, so it gets a dot (a fresh series
+        // or one sample in a long range would otherwise be invisible).
+        let mut dots = String::new();
+        let finite_at = |i: usize| line.points.get(i).is_some_and(|p| p.1.is_finite());
         let mut pen_down = false;
-        for &(t, v) in &line.points {
+        for (i, &(t, v)) in line.points.iter().enumerate() {
             if !v.is_finite() {
                 pen_down = false;
                 continue;
             }
             let _ = write!(d, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, x(t), y(v));
+            if !pen_down && !finite_at(i + 1) {
+                let _ = write!(dots, r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"/>"#, x(t), y(v));
+            }
             pen_down = true;
         }
         let _ = write!(
             svg,
-            r#"<path d="{}" fill="none" stroke="{color}" stroke-width="1.8"><title>{}</title></path>"#,
+            r#"<path d="{}" fill="none" stroke="{color}" stroke-width="1.8"><title>{}</title></path>{dots}"#,
             d.trim_end(),
             escape(&line.name)
         );
@@ -219,6 +226,9 @@ mod tests {
         let path = svg.split(r#"<path d=""#).nth(1).unwrap();
         assert_eq!(path.matches('M').count(), 2, "a NaN starts a new segment: {path}");
         assert!(line_chart(&[], "", "无数据").contains("无数据"));
+        assert_eq!(svg.matches("<circle").count(), 2, "both isolated points are dotted: {svg}");
+        let joined = Line { name: "x".into(), points: vec![(0, 1.0), (1000, 2.0)] };
+        assert!(!line_chart(&[joined], "", "").contains("<circle"), "a drawn line needs no dots");
     }
 
     #[test]
