@@ -113,6 +113,17 @@ fn merge(into: &mut Value, extra: Value) {
 
 async fn active_body(d: &Dashboard, v: &Viewer, f: &Filter) -> Result<Value, crate::BackendError> {
     let alerts = data::alerts(d, v).await?;
+    // Routing knows which alerts are acknowledged, silenced or inhibited; without routing
+    // configured there is no such state, and the list still shows.
+    let mut muted: BTreeMap<String, (bool, bool, bool)> = BTreeMap::new();
+    if let Ok(groups) = d.backend.get("/api/v1/alerting/groups", &[]).await {
+        for a in groups.as_array().into_iter().flatten().flat_map(|g| g["alerts"].as_array().into_iter().flatten()) {
+            let e = muted.entry(str_of(a, "fingerprint").to_string()).or_default();
+            e.0 |= a["acked"] == true;
+            e.1 |= a["silenced"] == true;
+            e.2 |= a["inhibited"] == true;
+        }
+    }
     let mut campus_ids: Vec<&str> = alerts.iter().map(|a| campus_of(&a["labels"])).collect();
     campus_ids.sort_unstable();
     campus_ids.dedup();
@@ -136,7 +147,9 @@ async fn active_body(d: &Dashboard, v: &Viewer, f: &Filter) -> Result<Value, cra
                 .map(|(k, v)| json!({"k": k, "v": v}))
                 .collect();
             let fp = str_of(a, "fingerprint");
+            let (acked, silenced, inhibited) = muted.get(fp).copied().unwrap_or_default();
             json!({
+                "acked": acked, "silenced": silenced, "inhibited": inhibited,
                 "fingerprint": fp,
                 "alertname": l["alertname"],
                 "severity_text": data::severity_text(v, sev),
@@ -572,7 +585,11 @@ mod tests {
         let ops = kit.login("ops-all", &[("ops", "*")]);
         let all = kit.get("/ui/alerts?campus=west", Some(&ops)).await;
         assert!(all.body.contains("fp-west") && !all.body.contains(r#"data-fingerprint="fp-east""#));
-        assert!(all.body.contains("ack-button") && all.body.contains("silence-button"));
+        assert!(!all.body.contains("ack-button"), "west's alert is already acknowledged: {}", all.body);
+        assert!(all.body.contains("badge acked") && all.body.contains("badge silenced"));
+        assert!(all.body.contains("silence-button"));
+        let east_row = kit.get("/ui/alerts?campus=east", Some(&ops)).await;
+        assert!(east_row.body.contains("ack-button") && !east_row.body.contains("badge acked"));
         assert!(all.body.contains(r#"<option value="west" selected>"#), "campus filter lists alert campuses");
         let auditor = kit.login("aud", &[("auditor", "*")]);
         assert_eq!(kit.get("/ui/alerts", Some(&auditor)).await.status, StatusCode::FORBIDDEN);

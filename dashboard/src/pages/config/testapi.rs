@@ -162,6 +162,17 @@ pub(crate) fn backend() -> (Router, Api) {
             }),
         )
         .route(
+            "/api/v1/alerting/groups",
+            get(|| async {
+                ok(json!([{"group_key": "{}:{alertname=\"WestDiskFull\"}", "route": "{}", "receiver": "ops",
+                           "group_labels": {"alertname": "WestDiskFull"},
+                           "alerts": [{"fingerprint": "fp-west", "labels": {"alertname": "WestDiskFull"}, "state": "firing",
+                                       "starts_at_ms": 1, "silenced": true, "inhibited": false, "acked": true}],
+                           "last_notified_ms": null, "next_flush_ms": 0, "held": null, "escalation_level": 0,
+                           "acked_at_ms": 2, "acked_by": "wang"}]))
+            }),
+        )
+        .route(
             "/api/v1/alerting/history",
             get(|| async {
                 ok(json!({"history": [history_row(1, "PgDown", "east", true), history_row(2, "WestDiskFull", "west", false)]}))
