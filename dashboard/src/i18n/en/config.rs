@@ -28,6 +28,7 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("config_rules_preview", "Preview current result"),
     ("config_rules_preview_none", "no series match now (would not fire)"),
     ("config_rules_preview_fires", "{n} series match now:"),
+    ("config_rules_preview_hidden", "{n} more series of other campuses match (not shown: outside your campuses)"),
     ("config_rules_preview_error", "query failed"),
     ("config_rules_simple", "Create with a form (one rule)"),
     ("config_rules_alert", "Alert name"),

@@ -25,6 +25,7 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("config_rules_preview", "预览当前结果"),
     ("config_rules_preview_none", "当前无匹配序列（不会告警）"),
     ("config_rules_preview_fires", "当前 {n} 条序列匹配："),
+    ("config_rules_preview_hidden", "另有 {n} 条其他院区的序列匹配（无权查看，未列出）"),
     ("config_rules_preview_error", "查询失败"),
     ("config_rules_simple", "用表单新建（单条规则）"),
     ("config_rules_alert", "告警名称"),

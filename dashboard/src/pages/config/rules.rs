@@ -336,6 +336,7 @@ async fn preview(State(d): State<Dashboard>, actor: Actor, body: Result<Json<Yam
         return r;
     }
     let lang = actor.prefs.lang;
+    let scope = crate::web::Scope::of(&actor.session, Permission::ViewMonitoring);
     if let Err(e) = d.backend.send(Method::POST, "/api/v1/alerting/rules-check", Some(&group)).await {
         return e.into();
     }
@@ -344,7 +345,20 @@ async fn preview(State(d): State<Dashboard>, actor: Actor, body: Result<Json<Yam
         let name = r["alert"].as_str().or(r["record"].as_str()).unwrap_or("");
         let expr = str_of(r, "expr");
         out.push_str(&format!("{name}: {expr}\n"));
-        match data::instant(&d, expr).await {
+        // Only series of campuses the actor may see: an expression can read any campus's data.
+        let rule_campus = r["labels"]["campus"].as_str().or(group["labels"]["campus"].as_str()).unwrap_or("");
+        let visible = |labels: &Value| data::visible(&scope, labels["campus"].as_str().unwrap_or(rule_campus));
+        let result = data::instant(&d, expr).await.map(|all| {
+            let hidden = all.iter().filter(|(l, _)| !visible(l)).count();
+            (all.into_iter().filter(|(l, _)| visible(l)).collect::<Vec<_>>(), hidden)
+        });
+        if let Ok((_, hidden)) = &result
+            && *hidden > 0
+        {
+            let note = i18n::text(lang, "config_rules_preview_hidden").replace("{n}", &hidden.to_string());
+            out.push_str(&format!("  {note}\n"));
+        }
+        match result.map(|(series, _)| series) {
             Ok(series) if series.is_empty() => {
                 out.push_str(&format!("  {}\n", i18n::text(lang, "config_rules_preview_none")));
             }

@@ -308,7 +308,8 @@ pub(crate) fn backend() -> (Router, Api) {
             "/api/v1/query",
             get(|| async {
                 ok(json!({"resultType": "vector", "result": [
-                    {"metric": {"host": "east-db-01", "campus": "east"}, "value": [1764115200.0, "93.5"]}
+                    {"metric": {"host": "east-db-01", "campus": "east"}, "value": [1764115200.0, "93.5"]},
+                    {"metric": {"host": "west-db-01", "campus": "west"}, "value": [1764115200.0, "97"]}
                 ]}))
             }),
         )

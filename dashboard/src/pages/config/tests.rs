@@ -59,6 +59,8 @@ async fn rules_are_listed_per_campus_previewed_saved_and_deleted() {
     let preview = kit.send(Method::POST, "/ui/api/config/rules/preview", &east, Some(json!({"yaml": YAML}))).await;
     assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
     assert!(preview.body.contains("CpuHigh") && preview.body.contains("93.5"), "{}", preview.body);
+    assert!(!preview.body.contains("west-db-01"), "another campus's series stay hidden: {}", preview.body);
+    assert!(preview.body.contains("1 条其他院区"), "{}", preview.body);
     assert!(rec.wrote("POST", "/api/v1/alerting/rules-check").is_some(), "preview validates with the API");
     assert!(rec.wrote("POST", "/api/v1/alerting/rules").is_none(), "preview saves nothing");
 
