@@ -134,9 +134,9 @@ impl Browser {
         b
     }
 
-    /// Makes the page area (not the window) `w`×`h`, so screenshots are what a wall screen of
-    /// that size shows.
-    fn fit_viewport(&self, w: u32, h: u32) {
+    /// Makes the page area (not the window) `w`×`h` CSS pixels: 1920×1080 for a wall screen
+    /// (the default), 390×844 for a phone.
+    pub fn fit_viewport(&self, w: u32, h: u32) {
         let chrome = self
             .script("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];", vec![]);
         let (dw, dh) = (chrome[0].as_u64().unwrap_or(0) as u32, chrome[1].as_u64().unwrap_or(0) as u32);

@@ -408,6 +408,20 @@ fn language_and_theme_switches_apply_and_stick() {
     b.goto("/ui/hosts");
     b.find("html[data-theme=dark][lang=en]");
     assert!(b.text("#nav").contains("Overview"));
+
+    // On a phone the menu folds behind its toggle.
+    b.fit_viewport(390, 844);
+    b.goto("/ui/");
+    b.find("#kpi-hosts");
+    b.wait_until("the menu folded", |b, last| {
+        let (nav, toggle) = (b.visible("#nav"), b.visible(".nav-toggle"));
+        *last = format!("nav visible={nav} toggle visible={toggle}");
+        (!nav && toggle).then_some(())
+    });
+    b.screenshot("overview-phone");
+    b.click(".nav-toggle");
+    b.wait_visible("#nav a[href=\"/ui/hosts\"]");
+    b.screenshot("overview-phone-menu");
 }
 
 #[test]
