@@ -102,23 +102,46 @@ async fn index(State(d): State<Dashboard>, v: Viewer) -> Response {
         d.backend.get("/api/v1/alerting/silences", &[]),
         d.backend.get("/api/v1/alerting/receivers", &[]),
     );
-    let count = |r: &Result<serde_json::Value, crate::BackendError>, key: Option<&str>| match r {
-        Ok(v) => key.map_or(v, |k| &v[k]).as_array().map(|a| a.len().to_string()).unwrap_or_default(),
-        Err(_) => i18n::text(v.lang(), "config_unavailable"),
+    // Counts of what this person may see on the pages behind the links, nothing more.
+    let unavailable = || i18n::text(v.lang(), "config_unavailable");
+    let config_scope = crate::web::Scope::of(&v.session, Permission::ManageConfig);
+    let rules = match &rules {
+        Ok(r) => r["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| super::data::visible(&config_scope, rules::campus_of_group(g).as_deref().unwrap_or("")))
+            .count()
+            .to_string(),
+        Err(_) => unavailable(),
     };
-    let active_silences = match &silences {
-        Ok(s) => s.as_array().into_iter().flatten().filter(|s| s["status"] == "active").count().to_string(),
-        Err(_) => i18n::text(v.lang(), "config_unavailable"),
+    let (silences, active_silences) = match &silences {
+        Ok(s) => {
+            let scope = v.scope();
+            let mine: Vec<&serde_json::Value> = s
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| super::alerts::silence_visible(&scope, &silences::matchers_of(s)))
+                .collect();
+            let active = mine.iter().filter(|s| s["status"] == "active").count();
+            (mine.len().to_string(), active.to_string())
+        }
+        Err(_) => (unavailable(), unavailable()),
+    };
+    let receivers = match &receivers {
+        Ok(r) => r["receivers"].as_array().map(|a| a.len()).unwrap_or(0).to_string(),
+        Err(_) => unavailable(),
     };
     d.page(
         &v,
         "pages/config_index",
         "config_title",
         json!({
-            "rules": count(&rules, Some("groups")),
-            "silences": count(&silences, None),
+            "rules": rules,
+            "silences": silences,
             "active_silences": active_silences,
-            "receivers": count(&receivers, Some("receivers")),
+            "receivers": receivers,
             "now_ms": now_ms(),
         }),
     )

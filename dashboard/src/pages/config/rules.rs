@@ -99,6 +99,11 @@ fn group_yaml(spec: &Value) -> String {
     serde_norway::to_string(&RuleFile { groups: vec![g] }).unwrap_or_default()
 }
 
+/// The campus of a group as the rules API lists it (its spec, else its compiled rules).
+pub(super) fn campus_of_group(g: &Value) -> Option<String> {
+    group_campus(&g["spec"]).or_else(|| group_campus(g))
+}
+
 fn is_file(g: &Value) -> bool {
     g["source"]["kind"] == "file"
 }
@@ -117,7 +122,7 @@ async fn list(State(d): State<Dashboard>, v: Viewer) -> Response {
         .into_iter()
         .flatten()
         .filter_map(|g| {
-            let campus = group_campus(&g["spec"]).or_else(|| group_campus(g));
+            let campus = campus_of_group(g);
             if !data::visible(&scope, campus.as_deref().unwrap_or("")) {
                 return None;
             }

@@ -41,7 +41,7 @@ fn strings(v: &Value) -> Vec<String> {
     v.as_array().into_iter().flatten().filter_map(|m| m.as_str().map(str::to_string)).collect()
 }
 
-fn matchers_of(s: &Value) -> Vec<String> {
+pub(super) fn matchers_of(s: &Value) -> Vec<String> {
     strings(&s["matchers"])
 }
 

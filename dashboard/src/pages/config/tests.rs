@@ -51,6 +51,10 @@ async fn rules_are_listed_per_campus_previewed_saved_and_deleted() {
     assert!(list.body.contains(r#"data-group="east-db""#));
     assert!(!list.body.contains("west-db") && !list.body.contains(r#"data-group="base""#), "{}", list.body);
 
+    let index = kit.get("/ui/config", Some(&east)).await;
+    assert!(index.body.contains("<b>1</b> 个规则组"), "counts only what east may see: {}", index.body);
+    assert!(index.body.contains("<b>1</b> 生效 / 1"), "one east silence: {}", index.body);
+
     let edit = kit.get("/ui/config/rules/east-db/edit", Some(&east)).await;
     assert_eq!(edit.status, StatusCode::OK, "{}", edit.body);
     assert!(edit.body.contains(r#"id="rule-yaml""#) && edit.body.contains("pg_up &#x3D;&#x3D; 0"), "{}", edit.body);
