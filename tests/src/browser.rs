@@ -121,6 +121,7 @@ impl Browser {
         let client = rt
             .block_on(ClientBuilder::new(HttpConnector::new()).capabilities(caps).connect(&url))
             .unwrap_or_else(|e| {
+                kill_group(driver.pid());
                 panic!("chromedriver could not start a Chromium session ({e}); is `{INSTALL}` done?\n{}", driver.logs())
             });
         let b = Browser {
@@ -409,7 +410,11 @@ impl Drop for Browser {
         if let Some(c) = self.client.take() {
             let _ = self.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), c.close()).await });
         }
-        // chromedriver's group: Chromium and its helpers too.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.driver.borrow().pid())]).status();
+        kill_group(self.driver.borrow().pid());
     }
+}
+
+/// SIGKILL to chromedriver's process group: Chromium and its helper processes too.
+fn kill_group(driver_pid: u32) {
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{driver_pid}")]).status();
 }
