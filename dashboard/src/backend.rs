@@ -133,6 +133,10 @@ fn http_call(
 }
 
 fn decode(status: u16, bytes: &[u8]) -> Result<Value, BackendError> {
+    // 204 No Content (deletes, replaces) and other empty successes carry no envelope.
+    if (200..300).contains(&status) && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
     let v: Value = serde_json::from_slice(bytes).map_err(|_| {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
         if (200..300).contains(&status) {
@@ -166,6 +170,7 @@ mod tests {
                     }}))
                 }),
             )
+            .route("/api/v1/gone", axum::routing::delete(|| async { StatusCode::NO_CONTENT }))
             .route(
                 "/api/v1/bad",
                 get(|| async {
@@ -183,6 +188,7 @@ mod tests {
         let v = b.get("/api/v1/echo", &[("q", "10.0.0.1 东院")]).await.unwrap();
         assert_eq!(v["auth"], "Bearer tok");
         assert_eq!(v["query"], "q=10.0.0.1+%E4%B8%9C%E9%99%A2");
+        assert_eq!(b.send(Method::DELETE, "/api/v1/gone", None).await.unwrap(), Value::Null, "204 is a success");
         match b.get("/api/v1/bad", &[]).await {
             Err(BackendError::Api { status: 400, message }) => assert_eq!(message, "x: bad"),
             other => panic!("want the API's error, got {other:?}"),
