@@ -38,7 +38,11 @@ pub fn escape(s: &str) -> String {
 /// `B/s`, or empty.
 pub fn axis_label(v: f64, unit: &str) -> String {
     match unit {
-        "%" => format!("{:.0}%", v * 100.0),
+        "%" => {
+            // Small ranges (a quiet host's 0–2% CPU) need a decimal to tell the ticks apart.
+            let p = v * 100.0;
+            if p.abs() >= 10.0 || p.fract().abs() < 0.05 { format!("{p:.0}%") } else { format!("{p:.1}%") }
+        }
         "B" | "B/s" => {
             let (mut x, mut i) = (v.abs(), 0);
             let units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -234,6 +238,8 @@ mod tests {
     #[test]
     fn axis_labels_read_naturally() {
         assert_eq!(axis_label(0.5, "%"), "50%");
+        assert_eq!(axis_label(0.005, "%"), "0.5%");
+        assert_eq!(axis_label(0.015, "%"), "1.5%");
         assert_eq!(axis_label(1536.0, "B"), "1.5KiB");
         assert_eq!(axis_label(10.0 * 1024.0 * 1024.0, "B/s"), "10MiB/s");
         assert_eq!(nice_max(7.3), 10.0);
