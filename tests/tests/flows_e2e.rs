@@ -91,6 +91,29 @@ fn events_timeline_funnel_overdue_restart_and_otel_sdk() {
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["data"]["accepted"].clone(), body["data"]["duplicates"].clone()), (json!(0), json!(3)));
 
+    // kill -9 right after an acknowledged batch: the batch's key states are back after the
+    // restart (SQ-E2E-3 moved on, SQ-E2E-4 is new), and resending it is all duplicates.
+    let acked = json!([
+        {"flow": "检查申请单", "key": "SQ-E2E-3", "step": "charged", "time": now - 30.0, "campus": "南沙", "system": "收费系统"},
+        {"flow": "检查申请单", "key": "SQ-E2E-4", "step": "ordered", "time": now - 20.0, "campus": "黄埔", "system": "HIS"},
+        {"flow": "检查申请单", "key": "SQ-E2E-4", "step": "charged", "time": now - 10.0, "campus": "黄埔", "system": "收费系统"}
+    ]);
+    let (status, body) = post_events(&coll, &token, &acked);
+    assert_eq!((status, body["data"]["accepted"].clone()), (200, json!(3)), "{body}");
+    coll.kill9();
+    coll.start();
+    for key in ["SQ-E2E-3", "SQ-E2E-4"] {
+        let tl = get(&coll, &token, &format!("/api/v1/flows/keys/{key}"));
+        let k = &tl["data"][0];
+        assert_eq!((k["state"].clone(), k["steps"][1]["state"].clone()), (json!("open"), json!("reached")), "{tl}");
+        assert_eq!(k["steps"][2]["state"], "awaited", "{tl}");
+    }
+    let (status, body) = post_events(&coll, &token, &acked);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["data"]["accepted"].clone(), body["data"]["duplicates"].clone()), (json!(0), json!(3)));
+    let funnel = get(&coll, &token, &format!("/api/v1/flows/{}/funnel", enc("检查申请单")));
+    assert_eq!((funnel["data"]["keys"].clone(), funnel["data"]["steps"][1]["reached"].clone()), (json!(3), json!(3)));
+
     // Spans from the OpenTelemetry Python SDK with its OTLP/HTTP (protobuf) exporter.
     let script = r#"
 import sys

@@ -44,14 +44,33 @@ pub struct Event {
     pub attrs: BTreeMap<String, String>,
 }
 
+/// Why a text field is refused, if it is; the caller names the field (only on error, so a
+/// valid event formats nothing).
+fn text_problem(s: &str) -> Option<&'static str> {
+    if s.trim().is_empty() {
+        Some("must not be empty")
+    } else if s.len() > 128 && s.chars().count() > 128 {
+        Some("must be at most 128 characters")
+    } else if s.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else {
+        None
+    }
+}
+
+/// A checked, trimmed text field; the string is reused when it has nothing to trim.
+fn checked(field: impl std::fmt::Display, s: String) -> Result<String, String> {
+    if let Some(p) = text_problem(&s) {
+        return Err(format!("{field}: {p}"));
+    }
+    Ok(if s.trim().len() == s.len() { s } else { s.trim().to_string() })
+}
+
 fn text(field: &str, v: Option<String>, required: bool) -> Result<Option<String>, String> {
     match v {
         None if required => Err(format!("{field}: missing")),
         None => Ok(None),
-        Some(s) if s.trim().is_empty() => Err(format!("{field}: must not be empty")),
-        Some(s) if s.chars().count() > 128 => Err(format!("{field}: must be at most 128 characters")),
-        Some(s) if s.chars().any(char::is_control) => Err(format!("{field}: must not contain control characters")),
-        Some(s) => Ok(Some(s.trim().to_string())),
+        Some(s) => checked(field, s).map(Some),
     }
 }
 
@@ -96,7 +115,7 @@ impl Event {
                 Value::Bool(b) => b.to_string(),
                 other => return Err(format!("attributes.{k}: expected a string, number or boolean, got {other}")),
             };
-            let s = text(&format!("attributes.{k}"), Some(s), true)?.unwrap_or_default();
+            let s = checked(format_args!("attributes.{k}"), s)?;
             attrs.insert(k, s);
         }
         let event = Self {

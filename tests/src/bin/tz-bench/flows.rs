@@ -310,21 +310,29 @@ pub fn run(flags: &Flags) -> String {
         let m = median(wall.clone());
         rows.push_str(&format!(
             "| events/s {what} (median of {rounds}) | {m:.0} | {} | ≥ 100,000 ({}) |\n\
-             | events per CPU second {what} (median; server process for HTTP) | {:.0} | {} | |\n",
+             | events per CPU second {what}{cpu_of} (median) | {:.0} | {} | |\n",
             each(wall),
             ratio(m, GOAL_RATE),
             median(cpu.clone()),
             each(cpu),
+            cpu_of = if what == "over HTTP" { " (server process)" } else { "" },
         ));
     }
     if wants("memory") {
         for &keys in &keys_list {
-            let (per_key, seen, hwm) = memory_round(keys, per_batch, concurrency, &mut problems);
-            eprintln!("flows memory: {keys} open keys: {per_key:.0} bytes/key (gauge says {seen})");
+            let (mut per_key, mut peak) = (Vec::new(), 0u64);
+            for round in 0..rounds {
+                let (b, seen, hwm) = memory_round(keys, per_batch, concurrency, &mut problems);
+                eprintln!("flows memory round {round}: {keys} open keys: {b:.0} bytes/key (gauge says {seen})");
+                per_key.push(b);
+                peak = peak.max(hwm);
+            }
+            let m = median(per_key.clone());
             rows.push_str(&format!(
-                "| resident bytes per open key at {keys} keys | {per_key:.0} | peak RSS {:.0} MiB | ≤ 300 ({}) |\n",
-                hwm as f64 / 1048576.0,
-                ratio(per_key, GOAL_BYTES_PER_KEY),
+                "| resident bytes per open key at {keys} keys (median of {rounds}) | {m:.0} | {}; peak RSS {:.0} MiB | ≤ 300 ({}) |\n",
+                each(&per_key),
+                peak as f64 / 1048576.0,
+                ratio(m, GOAL_BYTES_PER_KEY),
             ));
         }
     }
@@ -340,9 +348,12 @@ pub fn run(flags: &Flags) -> String {
          each round on a fresh server / SQLite file. HTTP: `POST /api/v1/flows/events` to a release \
          `tingzhen serve` from {concurrency} keep-alive clients, bodies JSON-encoded before the clock starts. In process: `Flows::ingest` \
          (SQLite fsync'd per batch, no HTTP/JSON). Memory: the server's VmRSS growth while the keys \
-         are loaded (after a 10,000-key warm-up) ÷ keys. Load average before: {load_before}; after: {load_after}.\n\n\
+         are loaded (after a 10,000-key warm-up) ÷ keys. Command: `tz-bench flows --events {events} --batch {per_batch} \
+         --concurrency {concurrency} --rounds {rounds} --keys {keys} --only {only}`. Load average before: {load_before}; \
+         after: {load_after}.\n\n\
          | | value | each round / note | goal (ratio) |\n|---|---|---|---|\n{rows}\n{notes}\n",
         events = orders_n * 2,
+        keys = keys_list.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
         load_after = load_avg(),
     )
 }
