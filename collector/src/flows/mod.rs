@@ -403,6 +403,9 @@ impl Flows {
             self.db.with_conn(|c| store::prune(c, now - retention_ms))?;
             st.last_prune_ms = now;
         }
+        for keys in st.keys.values_mut() {
+            keys.shrink_if_sparse();
+        }
         let series = query::tick_series(&mut st, &models, now, silence_ms, &probes);
         drop(st);
         let n = series.len();

@@ -294,6 +294,18 @@ impl KeyTable {
         Some(state)
     }
 
+    /// Gives memory back after a peak (a day's orders closing): when at most a quarter of the
+    /// slots are used, the vector and the index shrink to twice what is open. Called per tick.
+    pub fn shrink_if_sparse(&mut self) {
+        let cap = self.slots.capacity();
+        if cap > 1024 && self.slots.len() < cap / 4 {
+            let keep = self.slots.len() * 2;
+            self.slots.shrink_to(keep);
+            self.by_hash.shrink_to(keep);
+            self.collided.shrink_to_fit();
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Packed)> {
         self.slots.iter().map(|(k, p)| (k.as_str(), p))
     }
@@ -377,6 +389,17 @@ mod tests {
                 assert_eq!(got, want, "K{i} with mask {mask:x}");
             }
             assert_eq!(t.iter().count(), t.len());
+            // After a peak the table gives memory back and still finds every key.
+            for i in 50..5_000 {
+                t.insert(&format!("K{i}"), state(&mut names, i));
+            }
+            for i in 50..5_000 {
+                t.remove(&format!("K{i}"));
+            }
+            t.shrink_if_sparse();
+            assert!(t.slots.capacity() < 1024, "{}", t.slots.capacity());
+            assert_eq!(t.get("K1").map(|p| p.first_ms), Some(1));
+            assert_eq!(t.get("K7").map(|p| p.first_ms), Some(700));
             assert!(t.iter().all(|(k, p)| *k == format!("K{}", if p.first_ms == 700 { 7 } else { p.first_ms })));
         }
     }
