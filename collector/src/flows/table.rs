@@ -1,5 +1,5 @@
 //! The open keys of one flow in memory, packed for a million of them: every open key is one
-//! fixed 120-byte slot in a dense vector (its order number inline when ≤ 22 bytes, campus,
+//! fixed 120-byte slot in dense 4,096-slot chunks (its order number inline when ≤ 22 bytes, campus,
 //! system and rule attributes as interned ids, step times only for reached steps) and a 16-byte
 //! entry in a hash index from the key's 64-bit hash to its slot, with no allocation of its own
 //! for the usual key. A `HashMap<Box<str>, KeyState>` paid ~130 bytes of table per key at a
@@ -200,9 +200,50 @@ impl Packed {
     }
 }
 
+/// Slots per chunk (~480 KB). Growing adds a chunk and never copies or frees a big block, so
+/// resident memory follows the open keys rather than a doubling vector's old copies, which the
+/// allocator may keep resident for a while.
+const CHUNK: usize = 4096;
+
+/// The slots, dense: index `i` is `chunks[i / CHUNK][i % CHUNK]`, and every chunk but the last
+/// is full.
+#[derive(Default)]
+struct Slots {
+    chunks: Vec<Vec<(KeyName, Packed)>>,
+    len: usize,
+}
+
+impl Slots {
+    fn get(&self, i: usize) -> &(KeyName, Packed) {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn get_mut(&mut self, i: usize) -> &mut (KeyName, Packed) {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    fn push(&mut self, slot: (KeyName, Packed)) {
+        if self.len.is_multiple_of(CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.last_mut().expect("a chunk with room").push(slot);
+        self.len += 1;
+    }
+
+    /// Removes slot `i`, moving the last slot into its place.
+    fn swap_remove(&mut self, i: usize) -> (KeyName, Packed) {
+        let last = self.chunks.last_mut().and_then(Vec::pop).expect("swap_remove on a non-empty table");
+        if self.chunks.last().is_some_and(Vec::is_empty) {
+            self.chunks.pop();
+        }
+        self.len -= 1;
+        if i == self.len { last } else { std::mem::replace(self.get_mut(i), last) }
+    }
+}
+
 /// The open keys of one flow.
 pub struct KeyTable {
-    slots: Vec<(KeyName, Packed)>,
+    slots: Slots,
     by_hash: HashMap<u64, u32>,
     /// Keys whose hash another open key already holds in `by_hash`.
     collided: HashMap<Box<str>, u32>,
@@ -214,7 +255,7 @@ pub struct KeyTable {
 impl Default for KeyTable {
     fn default() -> Self {
         Self {
-            slots: Vec::new(),
+            slots: Slots::default(),
             by_hash: HashMap::new(),
             collided: HashMap::new(),
             hasher: RandomState::new(),
@@ -230,7 +271,7 @@ impl KeyTable {
 
     fn find(&self, key: &str) -> Option<usize> {
         if let Some(&i) = self.by_hash.get(&self.hash(key))
-            && self.slots[i as usize].0.as_bytes() == key.as_bytes()
+            && self.slots.get(i as usize).0.as_bytes() == key.as_bytes()
         {
             return Some(i as usize);
         }
@@ -241,24 +282,24 @@ impl KeyTable {
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots.len == 0
     }
 
     pub fn get(&self, key: &str) -> Option<&Packed> {
-        self.find(key).map(|i| &self.slots[i].1)
+        self.find(key).map(|i| &self.slots.get(i).1)
     }
 
     /// Inserts or replaces `key`'s state.
     pub fn insert(&mut self, key: &str, state: Packed) {
         if let Some(i) = self.find(key) {
-            self.slots[i].1 = state;
+            self.slots.get_mut(i).1 = state;
             return;
         }
-        let i = u32::try_from(self.slots.len()).expect("fewer than 4 billion open keys in one flow");
+        let i = u32::try_from(self.slots.len).expect("fewer than 4 billion open keys in one flow");
         let h = self.hash(key);
         if let std::collections::hash_map::Entry::Vacant(e) = self.by_hash.entry(h) {
             e.insert(i);
@@ -276,11 +317,11 @@ impl KeyTable {
         } else {
             self.collided.remove(key);
         }
-        let last = self.slots.len() - 1;
+        let last = self.slots.len - 1;
         let (_, state) = self.slots.swap_remove(i);
         if i != last {
             // The last slot moved into the hole: point its index entry at the new place.
-            let moved = self.slots[i].0.as_str().to_owned();
+            let moved = self.slots.get(i).0.as_str().to_owned();
             let mh = self.hash(&moved);
             match self.by_hash.get_mut(&mh) {
                 Some(v) if *v == last as u32 => *v = i as u32,
@@ -294,28 +335,27 @@ impl KeyTable {
         Some(state)
     }
 
-    /// Gives memory back after a peak (a day's orders closing): when at most a quarter of the
-    /// slots are used, the vector and the index shrink to twice what is open. Called per tick.
+    /// Gives memory back after a peak (a day's orders closing): slot chunks go as they empty;
+    /// the index shrinks to twice what is open once at most a quarter of it is used. Per tick.
     pub fn shrink_if_sparse(&mut self) {
-        let cap = self.slots.capacity();
-        if cap > 1024 && self.slots.len() < cap / 4 {
-            let keep = self.slots.len() * 2;
-            self.slots.shrink_to(keep);
-            self.by_hash.shrink_to(keep);
+        let cap = self.by_hash.capacity();
+        if cap > 1024 && self.slots.len < cap / 4 {
+            self.by_hash.shrink_to(self.slots.len * 2);
             self.collided.shrink_to_fit();
+            self.slots.chunks.shrink_to_fit();
         }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Packed)> {
-        self.slots.iter().map(|(k, p)| (k.as_str(), p))
+        self.slots.chunks.iter().flatten().map(|(k, p)| (k.as_str(), p))
     }
 
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Packed> {
-        self.slots.iter_mut().map(|(_, p)| p)
+        self.slots.chunks.iter_mut().flatten().map(|(_, p)| p)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Packed> {
-        self.slots.iter().map(|(_, p)| p)
+        self.slots.chunks.iter().flatten().map(|(_, p)| p)
     }
 }
 
@@ -397,7 +437,8 @@ mod tests {
                 t.remove(&format!("K{i}"));
             }
             t.shrink_if_sparse();
-            assert!(t.slots.capacity() < 1024, "{}", t.slots.capacity());
+            assert!(t.by_hash.capacity() < 1024, "{}", t.by_hash.capacity());
+            assert_eq!(t.slots.chunks.len(), 1);
             assert_eq!(t.get("K1").map(|p| p.first_ms), Some(1));
             assert_eq!(t.get("K7").map(|p| p.first_ms), Some(700));
             assert!(t.iter().all(|(k, p)| *k == format!("K{}", if p.first_ms == 700 { 7 } else { p.first_ms })));
