@@ -138,10 +138,28 @@ fn ctx_of(parts: &Parts) -> Ctx {
     Ctx::new(&parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>())
 }
 
+/// Sent by `app.js` on live refreshes: such requests do not count as the user's activity.
+pub const REFRESH_HEADER: &str = "x-tz-refresh";
+
 async fn resolve(state: &Dashboard, parts: &Parts, method: &Method) -> Result<(Session, Prefs, String), Response> {
     let prefs = Prefs::from_headers(&parts.headers);
     let mut ctx = ctx_of(parts);
     ctx.lang = prefs.lang;
+    if *method == Method::GET && parts.headers.contains_key(REFRESH_HEADER) {
+        let Some(id) = cookie(&parts.headers, tingzhen_identity::api::SESSION_COOKIE) else {
+            return Err(api_error(StatusCode::UNAUTHORIZED, "not_logged_in", Msg::NotLoggedIn.text(prefs.lang)));
+        };
+        let (identity, ip) = (state.identity.clone(), ctx.ip.clone());
+        let checked = tokio::task::spawn_blocking(move || identity.check_session_background(&id, &ip)).await;
+        return match checked {
+            Ok(Ok(s)) => Ok((s, prefs, ctx.ip)),
+            Ok(Err(e)) => {
+                let e = tingzhen_identity::api::ApiError::from_identity(e, prefs.lang);
+                Err((e.status, Json(e.body)).into_response())
+            }
+            Err(e) => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+        };
+    }
     match session_for(&state.identity, method, &parts.headers, &ctx).await {
         Ok(s) => Ok((s, prefs, ctx.ip)),
         Err(e) => Err((e.status, Json(e.body)).into_response()),

@@ -107,6 +107,29 @@ fn session_idle_timeout_ends_the_session() {
 }
 
 #[test]
+fn background_refreshes_do_not_keep_a_session_alive() {
+    let e = env(); // default idle timeout: 15 minutes
+    let _ = e.user("erin", json!([{"role": "viewer"}]));
+    let req = tingzhen_identity::LoginRequest {
+        username: "erin".into(),
+        password: common::GOOD_PW.into(),
+        ..Default::default()
+    };
+    let done = e.id.login(&req, "10.0.0.9").unwrap();
+    for _ in 0..2 {
+        e.advance(Duration::from_secs(6 * 60));
+        assert!(e.id.check_session_background(&done.session_id, "10.0.0.9").is_ok(), "still within the timeout");
+    }
+    e.advance(Duration::from_secs(4 * 60));
+    // 16 minutes of nothing but live refreshes: idle since login.
+    let r = e.id.check_session(&done.session_id, "10.0.0.9");
+    assert!(
+        matches!(r, Err(tingzhen_identity::IdentityError::Denied(tingzhen_identity::Msg::SessionExpired))),
+        "{r:?}"
+    );
+}
+
+#[test]
 fn csrf_token_missing_or_wrong_is_403() {
     let e = env();
     let mut c = e.user("dave", json!([{"role": "admin"}]));

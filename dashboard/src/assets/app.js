@@ -135,7 +135,9 @@
       var every = Math.max(1, Number(el.getAttribute('data-every') || 10)) * 1000;
       setInterval(function () {
         if (document.hidden) { return; }
-        fetch(el.getAttribute('data-refresh'), { credentials: 'same-origin' }).then(function (res) {
+        // Marked as background so identity does not count it as activity: an unattended
+        // screen still reaches the idle timeout (MLPS session rule).
+        fetch(el.getAttribute('data-refresh'), { credentials: 'same-origin', headers: { 'X-TZ-Refresh': '1' } }).then(function (res) {
           if (res.redirected || res.status === 401) { location.reload(); return null; }
           return res.ok ? res.text() : null;
         }).then(function (html) {

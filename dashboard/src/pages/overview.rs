@@ -336,8 +336,9 @@ pub(crate) mod tests {
         assert!(a.body.contains("PgDown") && a.body.contains("WestDiskFull"));
         assert!(a.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "down host listed, escaped");
         assert!(!a.body.contains("<script>alert(1)"), "no raw markup from data");
-        let frag = kit.get("/ui/partials/overview", Some(&admin)).await;
-        assert_eq!(frag.status, StatusCode::OK);
+        let frag = kit.refresh("/ui/partials/overview", Some(&admin)).await;
+        assert_eq!(frag.status, StatusCode::OK, "{}", frag.body);
+        assert_eq!(kit.refresh("/ui/partials/overview", None).await.status, StatusCode::SEE_OTHER, "to the login page");
         assert!(!frag.body.contains("<html") && frag.body.contains("kpi-hosts"));
         let screen = kit.get("/ui/screen", Some(&admin)).await;
         assert!(screen.body.contains(r#"data-theme="screen""#));

@@ -79,6 +79,18 @@ impl Kit {
         self.call(Method::GET, path, login, None).await
     }
 
+    /// A live refresh as `app.js` sends it (does not count as the user's activity).
+    pub async fn refresh(&self, path: &str, login: Option<&Login>) -> Answer {
+        let mut req = Request::builder().uri(path).header(crate::web::REFRESH_HEADER, "1");
+        if let Some(l) = login {
+            req = req.header(header::COOKIE, &l.cookie);
+        }
+        let res = self.router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 16 << 20).await.unwrap();
+        Answer { status, location: None, body: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
     /// A state-changing call with the CSRF token and a fresh nonce, as `app.js` sends it.
     pub async fn send(&self, method: Method, path: &str, login: &Login, body: Option<serde_json::Value>) -> Answer {
         self.call(method, path, Some(login), body).await

@@ -362,6 +362,16 @@ impl Identity {
     /// Resolves a cookie's session id: refuses ended, idle or over-age sessions and users who
     /// may no longer sign in, and marks the session as used now.
     pub fn check_session(&self, session_id: &str, ip: &str) -> Result<Session> {
+        self.resolve_session(session_id, ip, true)
+    }
+
+    /// Like `check_session`, for requests a page makes on its own (live refresh of a screen):
+    /// they do not count as activity, so an unattended console still reaches the idle timeout.
+    pub fn check_session_background(&self, session_id: &str, ip: &str) -> Result<Session> {
+        self.resolve_session(session_id, ip, false)
+    }
+
+    fn resolve_session(&self, session_id: &str, ip: &str, activity: bool) -> Result<Session> {
         let now = self.now_ms();
         let h = sha256_hex(session_id);
         let row: Option<(i64, String, i64, i64)> = self.db.with_conn(|c| {
@@ -402,9 +412,11 @@ impl Identity {
             )?;
             return Err(IdentityError::Denied(Msg::SessionExpired));
         }
-        self.db.with_conn(|c| {
-            c.execute("UPDATE identity_sessions SET last_seen_ms = ?2 WHERE id_sha256 = ?1", params![h, now])
-        })?;
+        if activity {
+            self.db.with_conn(|c| {
+                c.execute("UPDATE identity_sessions SET last_seen_ms = ?2 WHERE id_sha256 = ?1", params![h, now])
+            })?;
+        }
         let bindings = self.bindings_of(user.id)?;
         let expired_pw = self.cfg.password_max_age.is_some_and(|age| now - user.password_changed_ms >= ms(age));
         let restriction = if user.must_change || expired_pw {
