@@ -13,6 +13,19 @@ use tingzhen_core::db::{Db, DbError};
 use tingzhen_core::token::Scope;
 
 const ADMIN_TOKEN: &str = "quickstart-admin";
+
+/// Alert routing for the quickstart: every alert goes to a receiver without channels, so
+/// acknowledging, silencing and the notification log work in the console from the first
+/// minute; real channels (email, SMS, WeChat Work) are configured with `tingzhen serve`.
+const QUICKSTART_CONFIG: &str = r#"
+[alerting.routing.route]
+receiver = "console"
+group_by = ["alertname", "campus", "host"]
+
+[[alerting.notify.receivers]]
+name = "console"
+channels = []
+"#;
 const AGENT_TOKEN: &str = "quickstart-agent";
 
 fn fresh_token(db: &Db, name: &str, scopes: &[Scope]) -> anyhow::Result<String> {
@@ -24,7 +37,7 @@ fn fresh_token(db: &Db, name: &str, scopes: &[Scope]) -> anyhow::Result<String> 
 }
 
 pub fn run(listen: &str, data: &Path, interval: Duration) -> anyhow::Result<()> {
-    let mut config = Config::default();
+    let mut config: Config = toml::from_str(QUICKSTART_CONFIG).context("the quickstart's built-in config")?;
     // The quickstart serves plain HTTP on this machine; a Secure cookie would not come back.
     config.identity.cookie_secure = false;
     config.server.listen = listen.to_string();

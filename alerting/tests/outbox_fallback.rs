@@ -136,3 +136,19 @@ async fn rejected_everywhere_ends_as_a_dead_notification() {
     assert_eq!(dead["data"].as_array().unwrap().len(), 2);
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_without_channels_records_the_notification_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("[[receivers]]\nname = \"console\"\nchannels = []\n");
+    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let app = api_router(run.outbox.clone());
+    assert!(run.outbox.enqueue(&firing("n1", "console")).unwrap());
+    assert!(!run.outbox.enqueue(&firing("n1", "console")).unwrap(), "stored once");
+    let (s, detail) = call(&app, "GET", "/api/v1/alerting/notifications/1").await;
+    assert_eq!(s, StatusCode::OK, "{detail}");
+    assert_eq!(detail["data"]["state"], "recorded", "finished when stored: {detail}");
+    assert_eq!(detail["data"]["deliveries"].as_array().unwrap().len(), 0);
+    assert!(run.records().is_empty(), "no delivery, no dead letter");
+    run.stop().await;
+}

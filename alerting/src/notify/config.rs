@@ -509,8 +509,14 @@ impl NotifyConfig {
                     format!("receiver {:?} is defined twice", rc.name),
                 ));
             }
-            if rc.channels.is_empty() {
-                return Err(ConfigError::new(format!("{key}.channels"), "a receiver needs at least one channel"));
+            // A receiver without channels records its notifications in the console's
+            // notification log and sends nothing (Alertmanager's null receiver); a fallback
+            // needs channels to fall back from.
+            if rc.channels.is_empty() && !rc.fallback.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}.fallback"),
+                    "a fallback needs channels to fall back from; add channels or remove the fallback",
+                ));
             }
             let all = rc.channels.iter().map(|c| ("channels", c)).chain(rc.fallback.iter().map(|c| ("fallback", c)));
             for (j, (list, ch)) in all.enumerate() {

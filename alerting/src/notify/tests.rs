@@ -75,6 +75,19 @@ fn validation_names_the_field() {
 }
 
 #[test]
+fn a_receiver_without_channels_records_only_but_a_lone_fallback_is_refused() {
+    let null = parse("[[receivers]]\nname = \"console\"\nchannels = []\n").unwrap();
+    null.validate().expect("a receiver with no channels is Alertmanager's null receiver");
+    let c = parse(&BASE.replace(
+        "channels = [{ type = \"wecom_robot\", robot = \"infra\" }, { type = \"email\", to = [\"ops@hospital.example\"] }]",
+        "channels = []",
+    ))
+    .unwrap();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("receivers[0].fallback"), "{e}");
+}
+
+#[test]
 fn backoff_grows_and_caps() {
     let r = RetryConfig::default();
     assert_eq!(r.backoff(1), std::time::Duration::from_secs(2));

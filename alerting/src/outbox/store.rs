@@ -83,10 +83,13 @@ pub(crate) fn insert(db: &Db, n: &Notification, channels: &[(String, &str)], now
     let status = serde_json::to_value(n.status)?.as_str().unwrap_or("").to_string();
     db.with_conn(|c| {
         let tx = c.transaction()?;
+        // A receiver without channels (the null receiver) only records: the notification is
+        // finished as soon as it is stored.
+        let (state, finished) = if channels.is_empty() { ("recorded", Some(now)) } else { ("pending", None) };
         let inserted = tx.execute(
             "INSERT INTO outbox_notifications (idempotency_key, receiver, group_key, status, escalation_level,
-                 alert_count, labels_json, payload_json, state, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)
+                 alert_count, labels_json, payload_json, state, created_at_ms, finished_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?9, ?11)
              ON CONFLICT (idempotency_key, receiver) DO NOTHING",
             params![
                 n.idempotency_key,
@@ -97,7 +100,9 @@ pub(crate) fn insert(db: &Db, n: &Notification, channels: &[(String, &str)], now
                 n.alerts.len() as i64,
                 labels,
                 payload,
-                now
+                now,
+                state,
+                finished
             ],
         )?;
         if inserted == 0 {
