@@ -54,7 +54,7 @@ impl Flags {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "tz-bench: {msg}\nusage: tz-bench agent|ingest|query|alert|targets|all|loadgen [--flag value ...] (see bench/README.md)"
+        "tz-bench: {msg}\nusage: tz-bench agent|ingest|query|alert|targets|flows|all|loadgen [--flag value ...] (see bench/README.md)"
     );
     std::process::exit(2)
 }
