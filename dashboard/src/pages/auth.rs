@@ -12,10 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub fn routes() -> Router<Dashboard> {
-    Router::new()
-        .route("/ui/login", get(login))
-        .route("/ui/password", get(password))
-        .route("/ui/totp", get(totp))
+    Router::new().route("/ui/login", get(login)).route("/ui/password", get(password)).route("/ui/totp", get(totp))
 }
 
 #[derive(Debug, Deserialize)]
