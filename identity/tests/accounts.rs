@@ -309,3 +309,19 @@ fn auditor_reads_the_audit_log_but_cannot_change_anything() {
     assert!(log.iter().any(|r| r.event == "audit_view" && r.actor == "audrey"));
     assert!(log.iter().filter(|r| r.event == "access_refused" && r.actor == "audrey").count() >= 5);
 }
+
+#[test]
+fn an_admin_cannot_lock_themselves_out() {
+    let e = env();
+    let _ = e.user("root2", json!([{"role": "admin"}]));
+    let me = tingzhen_identity::Actor::new("root2", "10.0.0.1");
+    let r = e.id.bulk(&me, tingzhen_identity::BulkAction::Disable, &["root2".into()]).unwrap();
+    assert!(!r[0].ok && r[0].error.as_deref().unwrap_or("").contains("your own account"), "{r:?}");
+    let viewer = [tingzhen_identity::RoleBinding { role: tingzhen_identity::Role::Viewer, campus: "*".into() }];
+    let err = e.id.set_roles(&me, "root2", &viewer).unwrap_err().to_string();
+    assert!(err.contains("your own group-wide admin role"), "{err}");
+    // Another administrator, or the local CLI, may.
+    e.id.set_roles(&common::cli(), "root2", &viewer).unwrap();
+    let r = e.id.bulk(&common::cli(), tingzhen_identity::BulkAction::Disable, &["root2".into()]).unwrap();
+    assert!(r[0].ok, "{r:?}");
+}

@@ -253,6 +253,15 @@ impl Identity {
         check_bindings(roles)?;
         let (id, name, _) = self.user_id(username)?;
         let old = self.bindings_of(id)?;
+        let group_admin = |bs: &[RoleBinding]| bs.iter().any(|b| b.role == Role::Admin && b.campus == ALL_CAMPUSES);
+        // An administrator who removes their own group-wide role could leave nobody able to
+        // manage accounts; another administrator (or the local CLI) must do it.
+        if name.eq_ignore_ascii_case(&actor.name) && group_admin(&old) && !group_admin(roles) {
+            return Err(invalid(
+                "roles",
+                "you cannot remove your own group-wide admin role; another administrator must",
+            ));
+        }
         let now = self.now_ms();
         self.db.with_conn(|c| -> rusqlite::Result<()> {
             let tx = c.transaction()?;
@@ -292,6 +301,9 @@ impl Identity {
 
     fn apply(&self, actor: &Actor, action: BulkAction, username: &str) -> Result<()> {
         let (id, name, status) = self.user_id(username)?;
+        if matches!(action, BulkAction::Disable | BulkAction::Cancel) && name.eq_ignore_ascii_case(&actor.name) {
+            return Err(invalid("usernames", "you cannot disable or cancel your own account"));
+        }
         let now = self.now_ms();
         let new_status = match action {
             BulkAction::Unfreeze => {
