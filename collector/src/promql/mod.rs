@@ -11,6 +11,7 @@ mod error;
 mod eval;
 mod functions;
 mod json;
+mod parallel;
 mod range_functions;
 mod selector;
 mod value;

@@ -97,9 +97,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
     };
     let arg = ev.range_arg_hinted(args[range_idx], steps, rollup_for(name))?;
     let range_secs = arg.range as f64 / 1000.0;
-    let mut out = Vec::new();
-    for s in &arg.series {
-        ev.tick()?;
+    let deadline = ev.deadline;
+    let params = params.as_deref();
+    // Each series is independent: evaluated on all cores, then accounted in input order.
+    let per_series = super::parallel::map(&arg.series, |s| {
+        if std::time::Instant::now() > deadline {
+            return Err(super::error::QueryError::Timeout);
+        }
         let mut vals = vec![None; steps.len()];
         let mut any = false;
         let mut window_samples = 0usize;
@@ -111,14 +115,18 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
             }
             window_samples += w.len();
             let end = arg.ref_time(ts);
-            let ctx =
-                Window { ts, start: end - arg.range, end, range_secs, param: params.as_ref().map_or(0.0, |p| p[i]) };
+            let ctx = Window { ts, start: end - arg.range, end, range_secs, param: params.map_or(0.0, |p| p[i]) };
             vals[i] = f(w, &ctx);
             any |= vals[i].is_some();
         }
+        Ok((any.then_some(vals), window_samples))
+    });
+    let mut out = Vec::new();
+    for (s, r) in arg.series.iter().zip(per_series) {
+        let (vals, window_samples) = r?;
         // Prometheus holds each step's window in memory; count them against the limit.
         ev.account(window_samples)?;
-        if any {
+        if let Some(vals) = vals {
             // Every range function drops the metric name except last_over_time.
             let labels = if name == "last_over_time" { s.labels.clone() } else { s.labels.without_metric_name() };
             out.push(Series { labels, vals });

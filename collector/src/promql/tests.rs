@@ -284,3 +284,30 @@ fn selects_tell_storage_which_rollup_would_serve_them() {
     engine().range(&rec, "timestamp(g)", 0, 10 * M, 5 * M).unwrap();
     assert_eq!(rec.seen.lock()[0].func, None, "timestamp() needs raw sample times");
 }
+
+/// Range functions over many series run on several threads; the answer must equal the
+/// sequential one series by series (asked one series at a time, below the parallel cutoff).
+#[test]
+fn range_functions_over_many_series_equal_each_series_alone() {
+    let mut s = MemStorage::new();
+    for h in 0..150 {
+        let samples = (0..=80).map(|k| Sample::new(k * 15_000, ((k * (h + 1)) % 97) as f64 + k as f64 * 0.5));
+        s.add(Labels::from_pairs([("__name__", "c"), ("host", &format!("h{h:03}"))]), samples);
+    }
+    let e = engine();
+    for f in ["rate(c[2m])", "max_over_time(c[3m])", "quantile_over_time(0.9, c[2m])", "deriv(c[5m])"] {
+        let all = match e.range(&s, f, 0, 20 * M, 30_000).unwrap() {
+            QueryResult::Matrix(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(all.len(), 150, "{f}");
+        for series in all.iter().step_by(7) {
+            let host = series.labels.get("host").unwrap();
+            let one = f.replace("c[", &format!("c{{host=\"{host}\"}}["));
+            match e.range(&s, &one, 0, 20 * M, 30_000).unwrap() {
+                QueryResult::Matrix(m) => assert_eq!(m, vec![series.clone()], "{one}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
