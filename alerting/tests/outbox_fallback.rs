@@ -149,6 +149,10 @@ async fn a_receiver_without_channels_records_the_notification_and_sends_nothing(
     assert_eq!(s, StatusCode::OK, "{detail}");
     assert_eq!(detail["data"]["state"], "recorded", "finished when stored: {detail}");
     assert_eq!(detail["data"]["deliveries"].as_array().unwrap().len(), 0);
+    let (_, list) = call(&app, "GET", "/api/v1/alerting/notifications?from=0").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "listed although it has no deliveries: {list}");
+    assert_eq!(list["data"][0]["state"], "recorded");
+    assert_eq!(list["data"][0]["receiver"], "console");
     assert!(run.records().is_empty(), "no delivery, no dead letter");
     run.stop().await;
 }

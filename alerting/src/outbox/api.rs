@@ -79,24 +79,32 @@ async fn list_notifications(State(o): State<Arc<Outbox>>, Query(q): Query<ListQu
         });
         groups[i].1.push(r);
     }
-    let out: Vec<_> = groups
+    let mut out: Vec<(i64, serde_json::Value)> = groups
         .into_iter()
         .map(|(id, ds)| {
             let first = ds[0];
-            json!({
-                "id": id,
-                "idempotency_key": first.idempotency_key,
-                "receiver": first.receiver,
-                "group_key": first.group_key,
-                "status": first.status,
-                "escalation_level": first.escalation_level,
-                "alert_count": first.alert_count,
-                "labels": first.labels,
-                "created_at_ms": first.notification_created_at_ms,
-                "deliveries": ds,
-            })
+            (
+                id,
+                json!({
+                    "id": id,
+                    "idempotency_key": first.idempotency_key,
+                    "receiver": first.receiver,
+                    "group_key": first.group_key,
+                    "status": first.status,
+                    "escalation_level": first.escalation_level,
+                    "alert_count": first.alert_count,
+                    "labels": first.labels,
+                    "created_at_ms": first.notification_created_at_ms,
+                    "deliveries": ds,
+                }),
+            )
         })
         .collect();
+    // Channel-less receivers' notifications have no deliveries to be found by; list them too.
+    out.extend(store::recorded_only(&o.db, from, to, limit)?);
+    out.sort_by_key(|(id, _)| *id);
+    out.truncate(limit);
+    let out: Vec<serde_json::Value> = out.into_iter().map(|(_, v)| v).collect();
     Ok(Json(json!({"status": "success", "data": out})))
 }
 

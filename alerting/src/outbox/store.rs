@@ -340,6 +340,46 @@ pub(crate) fn records(
     .map_err(Into::into)
 }
 
+/// Notifications of channel-less receivers created in [from_ms, to_ms): they have no delivery
+/// rows, so `records` cannot list them. As JSON objects shaped like the notification list's.
+pub(crate) fn recorded_only(
+    db: &Db,
+    from_ms: i64,
+    to_ms: i64,
+    limit: usize,
+) -> Result<Vec<(i64, serde_json::Value)>, OutboxError> {
+    db.with_conn(|c| {
+        let mut st = c.prepare(
+            "SELECT id, idempotency_key, receiver, group_key, status, escalation_level, alert_count, labels_json,
+                    created_at_ms
+             FROM outbox_notifications
+             WHERE state = 'recorded' AND created_at_ms >= ?1 AND created_at_ms < ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![from_ms, to_ms, limit as i64], |r| {
+            let labels: String = r.get(7)?;
+            let labels: serde_json::Value = serde_json::from_str(&labels).unwrap_or_default();
+            Ok((
+                r.get::<_, i64>(0)?,
+                serde_json::json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "idempotency_key": r.get::<_, String>(1)?,
+                    "receiver": r.get::<_, String>(2)?,
+                    "group_key": r.get::<_, String>(3)?,
+                    "status": r.get::<_, String>(4)?,
+                    "escalation_level": r.get::<_, i64>(5)?,
+                    "alert_count": r.get::<_, i64>(6)?,
+                    "labels": labels,
+                    "created_at_ms": r.get::<_, i64>(8)?,
+                    "state": "recorded",
+                    "deliveries": [],
+                }),
+            ))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(Into::into)
+}
+
 /// Deliveries of one notification.
 pub(crate) fn records_of(db: &Db, notification_id: i64) -> Result<Vec<DeliveryRecord>, OutboxError> {
     db.with_conn(|c| {
