@@ -8,7 +8,6 @@ use crate::web::{Prefs, Theme, Viewer};
 use crate::{Dashboard, i18n};
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -64,12 +63,12 @@ async fn render(d: &Dashboard, v: &Viewer, campus: Option<String>, screen: bool)
         if let Err(r) = d.require_page(v, Permission::ViewMonitoring, Some(c)).await {
             return r;
         }
-    } else if matches!(v.scope(), crate::web::Scope::Campuses(ref s) if s.is_empty()) {
+    } else if let Some(refused) = data::refuse_if_blind(d, v) {
         // The auditor's console is the audit log: land there rather than on a refusal.
         if !screen && v.can(Permission::ViewAudit, None) {
             return axum::response::Redirect::to("/ui/audit").into_response();
         }
-        return d.message_page(v, StatusCode::FORBIDDEN, "forbidden_title", &i18n::text(v.lang(), "forbidden_text"));
+        return refused;
     }
     let body = match body(d, v, campus.as_deref()).await {
         Ok(b) => b,
@@ -113,8 +112,12 @@ async fn body(d: &Dashboard, v: &Viewer, campus: Option<&str>) -> Result<Value, 
     let Inventory { mut hosts, mut targets } = data::inventory(d, v, "").await?;
     let mut alerts = data::alerts(d, v).await?;
     let mut history = data::history(d, v, data::today_start_ms(now), now + 1).await?;
-    // Interfaces belong to the flows module; a collector without it still shows the rest.
-    let mut interfaces = data::interfaces(d, v).await.unwrap_or_default();
+    // A failing interface registry must not blank the whole screen: the rest still shows,
+    // and the failure is logged rather than shown as "0 interfaces" silently.
+    let mut interfaces = data::interfaces(d, v).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "overview: interface list unavailable");
+        Vec::new()
+    });
     if let Some(c) = campus {
         hosts.retain(|h| str_of(h, "campus") == c);
         targets.retain(|t| str_of(t, "campus") == c);
