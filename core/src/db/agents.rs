@@ -3,7 +3,7 @@
 
 use super::{Db, DbError};
 use crate::inventory::Heartbeat;
-use rusqlite::params;
+use crate::params;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRecord {
@@ -16,24 +16,27 @@ pub struct AgentRecord {
 impl Db {
     pub fn upsert_agent(&self, rec: &AgentRecord) -> Result<(), DbError> {
         let json = serde_json::to_string(&rec.heartbeat).map_err(|e| DbError::Invalid(e.to_string()))?;
-        self.conn().execute(
+        self.with_conn(|c| {
+            c.execute(
             "INSERT INTO agents (host, heartbeat_json, remote_addr, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(host) DO UPDATE SET heartbeat_json = ?2, remote_addr = ?3, last_seen_ms = ?5",
-            params![rec.heartbeat.host, json, rec.remote_addr, rec.first_seen_ms, rec.last_seen_ms],
-        )?;
+            &params![rec.heartbeat.host, json, rec.remote_addr, rec.first_seen_ms, rec.last_seen_ms],
+        )
+        })?;
         Ok(())
     }
 
     pub fn list_agents(&self) -> Result<Vec<AgentRecord>, DbError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT heartbeat_json, remote_addr, first_seen_ms, last_seen_ms FROM agents ORDER BY host")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        let rows = self.with_conn(|c| {
+            c.query_map(
+                "SELECT heartbeat_json, remote_addr, first_seen_ms, last_seen_ms FROM agents ORDER BY host",
+                &(),
+                |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?, r.get::<i64>(3)?)),
+            )
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (json, remote_addr, first_seen_ms, last_seen_ms) = row?;
+            let (json, remote_addr, first_seen_ms, last_seen_ms) = row;
             // A row we cannot read back is skipped, not fatal: the next heartbeat rewrites it.
             if let Ok(heartbeat) = serde_json::from_str(&json) {
                 out.push(AgentRecord { heartbeat, remote_addr, first_seen_ms, last_seen_ms });
@@ -49,7 +52,7 @@ mod tests {
 
     #[test]
     fn upsert_keeps_first_seen() {
-        let db = Db::open_in_memory().unwrap();
+        let db = crate::db::testing::fresh_db();
         let hb = Heartbeat {
             host: "his-db-01".into(),
             hostname: "his-db-01".into(),

@@ -1,11 +1,11 @@
 //! API tokens: created with a name and scopes, stored as SHA-256 digests, optionally bound to
 //! an IP allowlist, revocable. The plaintext exists only in the return value of `create_token`.
 
-use super::{Db, DbError, now_ms};
+use super::{Db, DbError, Row, now_ms};
+use crate::params;
 use crate::token::{Scope, TOKEN_PREFIX, hash_token, parse_allow};
 use ipnet::IpNet;
 use rand::RngCore;
-use rusqlite::{OptionalExtension, params};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenRecord {
@@ -73,7 +73,7 @@ fn validate_name(name: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+fn row_to_record(r: &Row<'_>) -> Result<TokenRecord, DbError> {
     let scopes: String = r.get(2)?;
     let allow: String = r.get(3)?;
     Ok(TokenRecord {
@@ -84,7 +84,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         allow: allow.split(',').filter(|s| !s.is_empty()).filter_map(|s| parse_allow(s).ok()).collect(),
         created_at_ms: r.get(4)?,
         last_used_at_ms: r.get(5)?,
-        revoked: r.get::<_, Option<i64>>(6)?.is_some(),
+        revoked: r.get::<Option<i64>>(6)?.is_some(),
     })
 }
 
@@ -102,18 +102,21 @@ impl Db {
         let scopes_s = scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
         let allow_s = allow.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
         let now = now_ms();
-        let conn = self.conn();
-        let exists: Option<i64> = conn
-            .query_row("SELECT id FROM api_tokens WHERE name = ?1 AND revoked_at_ms IS NULL", [name], |r| r.get(0))
-            .optional()?;
-        if exists.is_some() {
-            return Err(DbError::Exists { what: "token", name: name.into() });
-        }
-        conn.execute(
-            "INSERT INTO api_tokens (name, token_sha256, scopes, allow_cidrs, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, hash_token(&plaintext), scopes_s, allow_s, now],
-        )?;
-        let id = conn.last_insert_rowid();
+        let id = self.with_conn(|c| {
+            let exists =
+                c.query_opt("SELECT id FROM api_tokens WHERE name = ?1 AND revoked_at_ms IS NULL", &[name], |r| {
+                    r.get::<i64>(0)
+                })?;
+            if exists.is_some() {
+                return Err(DbError::Exists { what: "token", name: name.into() });
+            }
+            c.query_row(
+                "INSERT INTO api_tokens (name, token_sha256, scopes, allow_cidrs, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                &params![name, hash_token(&plaintext), scopes_s, allow_s, now],
+                |r| r.get(0),
+            )
+        })?;
         let mut scopes = scopes.to_vec();
         scopes.sort();
         Ok(NewToken {
@@ -132,24 +135,24 @@ impl Db {
 
     /// Finds the live (not revoked) token with this plaintext.
     pub fn find_token(&self, plaintext: &str) -> Result<Option<TokenRecord>, DbError> {
-        let conn = self.conn();
-        let rec = conn
-            .query_row(
+        self.with_conn(|c| {
+            c.query_opt(
                 &format!("SELECT {COLUMNS} FROM api_tokens WHERE token_sha256 = ?1 AND revoked_at_ms IS NULL"),
-                [hash_token(plaintext)],
+                &[hash_token(plaintext)],
                 row_to_record,
             )
-            .optional()?;
-        Ok(rec)
+        })
     }
 
     /// Every live token, keyed by digest; the collector caches this for its hot path.
     pub fn live_token_digests(&self) -> Result<Vec<(String, TokenRecord)>, DbError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare(&format!("SELECT {COLUMNS}, token_sha256 FROM api_tokens WHERE revoked_at_ms IS NULL"))?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(7)?, row_to_record(r)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with_conn(|c| {
+            c.query_map(
+                &format!("SELECT {COLUMNS}, token_sha256 FROM api_tokens WHERE revoked_at_ms IS NULL"),
+                &(),
+                |r| Ok((r.get::<String>(7)?, row_to_record(r)?)),
+            )
+        })
     }
 
     /// The whole token check, usable by any target without the collector's HTTP layer: the
@@ -176,17 +179,16 @@ impl Db {
     }
 
     pub fn list_tokens(&self) -> Result<Vec<TokenRecord>, DbError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id"))?;
-        let rows = stmt.query_map([], row_to_record)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with_conn(|c| c.query_map(&format!("SELECT {COLUMNS} FROM api_tokens ORDER BY id"), &(), row_to_record))
     }
 
     pub fn revoke_token(&self, name: &str) -> Result<(), DbError> {
-        let n = self.conn().execute(
-            "UPDATE api_tokens SET revoked_at_ms = ?1 WHERE name = ?2 AND revoked_at_ms IS NULL",
-            params![now_ms(), name],
-        )?;
+        let n = self.with_conn(|c| {
+            c.execute(
+                "UPDATE api_tokens SET revoked_at_ms = ?1 WHERE name = ?2 AND revoked_at_ms IS NULL",
+                &params![now_ms(), name],
+            )
+        })?;
         if n == 0 {
             return Err(DbError::NotFound { what: "live token", name: name.into() });
         }
@@ -194,7 +196,7 @@ impl Db {
     }
 
     pub fn touch_token(&self, id: i64, at_ms: i64) -> Result<(), DbError> {
-        self.conn().execute("UPDATE api_tokens SET last_used_at_ms = ?1 WHERE id = ?2", params![at_ms, id])?;
+        self.with_conn(|c| c.execute("UPDATE api_tokens SET last_used_at_ms = ?1 WHERE id = ?2", &params![at_ms, id]))?;
         Ok(())
     }
 }
@@ -205,7 +207,7 @@ mod tests {
 
     #[test]
     fn create_find_revoke() {
-        let db = Db::open_in_memory().unwrap();
+        let db = crate::db::testing::fresh_db();
         let t = db.create_token("agent-1", &[Scope::Ingest], &[parse_allow("10.0.0.0/8").unwrap()]).unwrap();
         assert!(t.plaintext.starts_with(TOKEN_PREFIX));
         let found = db.find_token(&t.plaintext).unwrap().unwrap();
@@ -227,7 +229,7 @@ mod tests {
 
     #[test]
     fn authenticate_checks_scope_and_allowlist() {
-        let db = Db::open_in_memory().unwrap();
+        let db = crate::db::testing::fresh_db();
         let q = db.create_token("reader", &[Scope::Query], &[parse_allow("10.0.0.0/8").unwrap()]).unwrap();
         let a = db.create_token("root", &[Scope::Admin], &[]).unwrap();
         let inside = Some("10.1.1.1".parse().unwrap());
