@@ -9,8 +9,10 @@
 use crate::Flags;
 use crate::loadgen::{self, Body};
 use crate::report::{ratio, version};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tingzhen_collector::promql::{Engine, EngineOptions};
+use tingzhen_collector::tsdb::{Tsdb, TsdbOptions};
 use tingzhen_core::{Labels, Sample, TimeSeries};
 use tingzhen_tests::procstat;
 use tingzhen_tests::synth::{Fleet, Rng, requests, sample_count};
@@ -199,7 +201,108 @@ fn rss(pid: u32) -> u64 {
     procstat::usage(pid).map(|u| u.rss).unwrap_or(0)
 }
 
+/// The dataset's times, saved beside a kept in-process data dir so a reopened dir is queried at
+/// the times it was loaded for.
+const INPROC_TIMES: &str = "bench-times.json";
+
+/// Loads the dataset into an embedded engine in `dir` the way the server would (requests of 20
+/// samples a series, maintenance between them, then until the archive is rolled up).
+fn inproc_load(dir: &Path, hosts: usize, archive_hosts: usize) -> (Tsdb, i64) {
+    let d = Dataset::build(hosts, archive_hosts);
+    let db = Tsdb::open(dir, inproc_options()).expect("open tsdb");
+    for (what, set) in [("archive", &d.archive), ("24 h", &d.recent)] {
+        let t = Instant::now();
+        for (i, req) in requests(set, 2000, 20).iter().enumerate() {
+            db.append(req).unwrap_or_else(|e| panic!("{what}: append refused: {e}"));
+            // The server maintains every 30 s; at the load rate that is every few hundred requests.
+            if i % 500 == 499 {
+                db.maintain(now_ms()).expect("maintain");
+            }
+        }
+        eprintln!("  {what}: {} samples in {:.1} s", sample_count(set), t.elapsed().as_secs_f64());
+    }
+    db.maintain(now_ms()).expect("maintain");
+    let times = serde_json::json!({ "end_ms": d.end_ms, "hosts": hosts, "archive_hosts": archive_hosts });
+    std::fs::write(dir.join(INPROC_TIMES), times.to_string()).expect("write dataset times");
+    (db, d.end_ms)
+}
+
+fn inproc_options() -> TsdbOptions {
+    // As the bench's server: `retention = "40d"`, every other option at its default.
+    TsdbOptions { retention: Duration::from_secs(40 * 24 * 3600), ..TsdbOptions::default() }
+}
+
+/// Every query once untimed, then `reps` times; median ms each. Not inlined, so
+/// `valgrind --tool=callgrind --toggle-collect='*inproc_queries*'` counts only the queries.
+#[inline(never)]
+fn inproc_queries(engine: &Engine, db: &Tsdb, end_ms: i64, reps: usize) -> Vec<(usize, f64, u64)> {
+    let mut out = Vec::new();
+    for q in QUERIES {
+        let run = || {
+            let r = if q.range_ms == 0 {
+                engine.instant(db, q.expr, end_ms)
+            } else {
+                engine.range(db, q.expr, end_ms - q.range_ms, end_ms, q.step_ms)
+            };
+            // The HTTP handler renders the body too; it is part of the answer's cost.
+            r.unwrap_or_else(|e| panic!("{}: {e}", q.name)).to_success_body()
+        };
+        // FNV-1a of the body: a change that alters any answer shows in the printed digest.
+        let digest = run().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let mut times: Vec<Duration> = (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(run());
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        out.push((out.len(), times[times.len() / 2].as_secs_f64() * 1e3, digest));
+    }
+    out
+}
+
+/// `--only inproc [--data DIR] [--reps N]`: the same dataset and queries on the embedded engine
+/// in this process (no HTTP, no peer), for profiling and A/B of query-path changes (add
+/// `--out -` to print without appending to the benchmarks file). `--data DIR` keeps the loaded engine in DIR and
+/// reopens it on later runs (loading takes minutes; reopening seconds). A digest of each answer
+/// is printed so a change that alters answers shows.
+fn inproc(flags: &Flags) -> String {
+    let reps = flags.get("reps", 9usize).max(1);
+    let tmp;
+    let dir = match flags.str("data") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            tmp = tempfile::tempdir().expect("temp dir");
+            tmp.path().to_path_buf()
+        }
+    };
+    let saved = std::fs::read(dir.join(INPROC_TIMES)).ok();
+    let (db, end_ms) = match saved.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
+        Some(v) => {
+            let t = Instant::now();
+            let db = Tsdb::open(&dir, inproc_options()).expect("reopen tsdb");
+            eprintln!("reopened {} in {:.1} s", dir.display(), t.elapsed().as_secs_f64());
+            (db, v["end_ms"].as_i64().expect("end_ms in dataset times"))
+        }
+        None => inproc_load(&dir, flags.get("hosts", 10usize), flags.get("archive-hosts", 2usize)),
+    };
+    let engine = Engine::new(EngineOptions::default());
+    let rows: Vec<String> = inproc_queries(&engine, &db, end_ms, reps)
+        .into_iter()
+        .map(|(i, ms, digest)| format!("| {} | {ms:.2} | {digest:016x} |", QUERIES[i].name))
+        .collect();
+    format!(
+        "### Query latency in process (embedded engine, no HTTP)\n\n| query | ms (median of {reps}) | answer digest |\n\
+         |---|---|---|\n{}\n",
+        rows.join("\n")
+    )
+}
+
 pub fn run(flags: &Flags) -> String {
+    if flags.str("only") == Some("inproc") {
+        return inproc(flags);
+    }
     let hosts = flags.get("hosts", 10usize);
     let archive_hosts = flags.get("archive-hosts", 2usize);
     let reps = flags.get("reps", 9usize).max(1);
