@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use tingzhen_core::exposition::MetricFamily;
 use tingzhen_core::query::IngestObserver;
-use tingzhen_core::{Labels, TimeSeries};
+use tingzhen_core::{Labels, SeriesBatch, TimeSeries};
 
 /// The storage behind a collector.
 #[derive(Clone)]
@@ -67,12 +67,18 @@ impl Backend {
     /// Stores a validated batch, all or nothing; `Ok` means durable. Blocking. Observers are
     /// told only after success, so they never see samples a refused request carried.
     pub fn write(&self, batch: &[TimeSeries]) -> Result<u64, WriteError> {
+        self.write_batch(batch)
+    }
+
+    /// [`Backend::write`] for any batch shape, e.g. a remote-write request decoded with
+    /// borrowed labels, which the embedded engine stores without copying known series' labels.
+    pub fn write_batch<B: SeriesBatch + ?Sized>(&self, batch: &B) -> Result<u64, WriteError> {
         let written = self.write_store(batch)?;
         self.notify_observers(batch);
         Ok(written)
     }
 
-    fn notify_observers(&self, batch: &[TimeSeries]) {
+    fn notify_observers<B: SeriesBatch + ?Sized>(&self, batch: &B) {
         let observers = self.observers.read();
         if observers.is_empty() {
             return;
@@ -82,8 +88,8 @@ impl Backend {
         let mut seen: HashSet<&str> = HashSet::new();
         let mut names: Vec<&str> = Vec::new();
         let mut last: Option<&str> = None;
-        for series in batch {
-            let Some(name) = series.labels.metric_name() else { continue };
+        for i in 0..batch.series_count() {
+            let Some(name) = batch.metric_name(i) else { continue };
             if last == Some(name) {
                 continue;
             }
@@ -100,14 +106,15 @@ impl Backend {
         }
     }
 
-    fn write_store(&self, batch: &[TimeSeries]) -> Result<u64, WriteError> {
+    fn write_store<B: SeriesBatch + ?Sized>(&self, batch: &B) -> Result<u64, WriteError> {
         match &self.store {
-            Store::Embedded(t) => match t.append(batch) {
+            Store::Embedded(t) => match t.append_batch(batch) {
                 Ok(stats) => Ok(stats.samples_appended),
                 Err(e) if e.is_client_error() => Err(WriteError::Invalid(e.to_string())),
                 Err(e) => Err(WriteError::Failed(e.to_string())),
             },
-            Store::Remote(r) => match r.write(batch) {
+            // The spool stores owned series; a borrowed batch is copied once here.
+            Store::Remote(r) => match batch.as_series().map_or_else(|| r.write(&batch.to_series()), |s| r.write(s)) {
                 Ok(n) => Ok(n),
                 Err(e @ RemoteError::SpoolFull { .. }) => Err(WriteError::Unavailable(e.to_string())),
                 Err(e) => Err(WriteError::Failed(e.to_string())),

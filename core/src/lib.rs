@@ -5,6 +5,7 @@
 //! Nothing here does I/O except `db`; codecs are pure functions over bytes so that both the
 //! agent and the collector (and tests) use exactly one implementation of each wire format.
 
+pub mod batch;
 pub mod config;
 pub mod exposition;
 pub mod inventory;
@@ -21,6 +22,7 @@ pub mod topsql;
 #[cfg(feature = "db")]
 pub mod db;
 
+pub use batch::SeriesBatch;
 pub use labels::{Label, LabelError, Labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{STALE_NAN_BITS, Sample, TimeSeries, is_stale_nan, now_ms, stale_nan};

@@ -6,6 +6,7 @@
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::params::{Params, now_ms};
+use crate::backend::Backend;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,7 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use std::net::SocketAddr;
 use tingzhen_core::inventory::Heartbeat;
 use tingzhen_core::line_protocol::{self, Precision};
-use tingzhen_core::{TimeSeries, remote_write};
+use tingzhen_core::{SeriesBatch, TimeSeries, remote_write};
 
 fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>, protocol: &'static str) -> ApiResult<Bytes> {
     body.map_err(|rej| {
@@ -43,6 +44,11 @@ where
     })
     .await
     .map_err(|e| ApiError::Internal(format!("ingest task failed: {e}")))?;
+    finish(state, protocol, outcome)
+}
+
+/// Counts the outcome of one ingest request and turns it into the answer.
+fn finish(state: &AppState, protocol: &'static str, outcome: ApiResult<u64>) -> ApiResult<StatusCode> {
     match outcome {
         Ok(samples) => {
             state.telemetry.ingested(protocol, samples);
@@ -75,10 +81,23 @@ pub async fn remote_write(
 ) -> ApiResult<StatusCode> {
     let body = body_bytes(&state, body, "remote_write")?;
     reject_unsupported_encoding(&headers, &["snappy"])?;
-    decode_and_append(&state, "remote_write", move || {
-        remote_write::decode(&body, remote_write::DEFAULT_MAX_DECOMPRESSED).map_err(|e| e.to_string())
-    })
-    .await
+    let backend = state.backend.clone();
+    let outcome = tokio::task::spawn_blocking(move || store_remote_write(&backend, &body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("ingest task failed: {e}")))?;
+    finish(&state, "remote_write", outcome)
+}
+
+/// Decodes a remote-write body (snappy, then protobuf with labels borrowed from the
+/// decompressed buffer) and stores it, all or nothing. Blocking: runs on a blocking thread.
+/// `tz-bench ingest --only inproc` runs the same three steps in process.
+fn store_remote_write(backend: &Backend, body: &[u8]) -> Result<u64, ApiError> {
+    let bad = |e: remote_write::RemoteWriteError| ApiError::BadData(e.to_string());
+    let raw = remote_write::decompress(body, remote_write::DEFAULT_MAX_DECOMPRESSED).map_err(bad)?;
+    let batch = remote_write::decode_batch(&raw).map_err(bad)?;
+    let samples = batch.sample_total() as u64;
+    backend.write_batch(&batch).map_err(ApiError::from_write_error)?;
+    Ok(samples)
 }
 
 /// Influx line protocol, for both the 1.x `/write` and 2.x `/api/v2/write` paths: the

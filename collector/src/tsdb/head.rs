@@ -4,7 +4,7 @@
 //! `floor` is dropped once it is in a block.
 
 use super::chunk::{FrozenChunk, HEAD_CHUNK_SAMPLES, XorChunk};
-use super::encoding::{Cursor, DecodeError, decode_labels, hash_bytes};
+use super::encoding::{Cursor, DecodeError, decode_labels, hash_bytes, put_bytes, put_uvarint};
 use super::index::MemPostings;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -13,6 +13,28 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tingzhen_core::{Labels, Matcher, Sample};
 
 const SHARDS: usize = 64;
+
+/// The head's identity bytes for a canonical label set given as `(name, value)` pairs: the same
+/// bytes as `encoding::encode_labels` (a test holds them equal), built from borrowed bytes so a
+/// lookup needs no owned `Labels`. Runs once per series per request, so the usual one-byte
+/// lengths are written inline.
+#[inline]
+pub fn encode_label_pairs<'a>(count: usize, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, buf: &mut Vec<u8>) {
+    #[inline]
+    fn put(buf: &mut Vec<u8>, b: &[u8]) {
+        if b.len() < 0x80 {
+            buf.push(b.len() as u8);
+            buf.extend_from_slice(b);
+        } else {
+            put_bytes(buf, b);
+        }
+    }
+    put_uvarint(buf, count as u64);
+    for (name, value) in pairs {
+        put(buf, name);
+        put(buf, value);
+    }
+}
 
 pub struct MemSeries {
     pub id: u32,
@@ -204,9 +226,34 @@ impl SeriesData {
     }
 }
 
+/// The shard maps' keys are already `hash_bytes` digests: hashing them again with SipHash cost
+/// more than the lookup's probe. Rotated so the bits the shard choice fixed (the top six) are not
+/// the ones hashbrown takes for its control bytes (the top seven).
+#[derive(Default, Clone, Copy)]
+struct PrehashedKey(u64);
+
+impl std::hash::Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; fold anything else in rather than ignore it.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type PrehashedMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<PrehashedKey>>;
+
 #[derive(Default)]
 struct Shard {
-    by_hash: HashMap<u64, Arc<MemSeries>>,
+    by_hash: PrehashedMap<Arc<MemSeries>>,
     /// Series whose hash collides with a different label set (practically never used).
     collisions: Vec<(u64, Arc<MemSeries>)>,
 }
@@ -378,5 +425,66 @@ impl Head {
         }
         let index_bytes = self.index.read().postings.memory_bytes();
         HeadStats { series: series.len(), chunks, chunk_bytes, index_bytes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Queryable;
+    use crate::tsdb::encoding::encode_labels;
+    use crate::tsdb::{Tsdb, TsdbOptions};
+    use prost::Message;
+    use tingzhen_core::remote_write::{self, Label as PbLabel, Sample as PbSample, TimeSeries as PbSeries};
+    use tingzhen_core::{TimeSeries, now_ms};
+
+    #[test]
+    fn pair_encoding_is_the_label_encoding() {
+        let long = "v".repeat(300);
+        for labels in [
+            Labels::new(),
+            Labels::from_pairs([("__name__", "up")]),
+            Labels::from_pairs([("__name__", "node_cpu"), ("cpu", "0"), ("host", "中文"), ("x", long.as_str())]),
+        ] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            encode_labels(&labels, &mut a);
+            encode_label_pairs(labels.len(), labels.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())), &mut b);
+            assert_eq!(a, b, "{labels}");
+        }
+    }
+
+    /// A series written as owned `Labels` and later sent over remote write (labels unsorted,
+    /// an empty label) is the same series: the borrowed path keys it on the same bytes.
+    #[test]
+    fn borrowed_and_owned_batches_find_the_same_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Tsdb::open(dir.path(), TsdbOptions::default()).unwrap();
+        let now = now_ms();
+        let owned = vec![TimeSeries::new(
+            Labels::from_pairs([("__name__", "up"), ("host", "a")]),
+            vec![Sample::new(now - 1_000, 1.0)],
+        )];
+        assert_eq!(db.append(&owned).unwrap().series_created, 1);
+        let label = |n: &str, v: &str| PbLabel { name: n.into(), value: v.into() };
+        let req = remote_write::WriteRequest {
+            timeseries: vec![
+                PbSeries {
+                    labels: vec![label("host", "a"), label("zone", ""), label("__name__", "up")],
+                    samples: vec![PbSample { value: 2.0, timestamp: now }],
+                },
+                PbSeries {
+                    labels: vec![label("__name__", "up"), label("host", "b")],
+                    samples: vec![PbSample { value: 3.0, timestamp: now }],
+                },
+            ],
+            metadata: Vec::new(),
+        };
+        let raw = req.encode_to_vec();
+        let batch = remote_write::decode_batch(&raw).unwrap();
+        let stats = db.append_batch(&batch).unwrap();
+        assert_eq!((stats.series_created, stats.samples_appended), (1, 2));
+        let got = db.select(&[Matcher::equal("host", "a")], now - 10_000, now).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].samples, vec![Sample::new(now - 1_000, 1.0), Sample::new(now, 2.0)]);
     }
 }

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tingzhen_core::TimeSeries;
+use tingzhen_core::{SeriesBatch, TimeSeries};
 use wal::{Wal, WalError};
 
 pub use crate::storage::Queryable;
@@ -378,16 +378,23 @@ impl Tsdb {
         floor.max(ooo).max(ret)
     }
 
-    fn reject(&self, batch: &[TimeSeries], err: TsdbError) -> TsdbError {
-        let n: usize = batch.iter().map(|s| s.samples.len()).sum();
-        self.counters.rejected_samples.fetch_add(n as u64, Ordering::Relaxed);
+    fn reject(&self, samples: usize, err: TsdbError) -> TsdbError {
+        self.counters.rejected_samples.fetch_add(samples as u64, Ordering::Relaxed);
         self.counters.rejected_batches.fetch_add(1, Ordering::Relaxed);
         err
     }
 
     /// Stores a batch durably, all or nothing.
     pub fn append(&self, batch: &[TimeSeries]) -> Result<AppendStats, TsdbError> {
-        let total: usize = batch.iter().map(|s| s.samples.len()).sum();
+        self.append_batch(batch)
+    }
+
+    /// Stores a batch durably, all or nothing. Generic so a remote-write request decoded with
+    /// borrowed labels (`remote_write::WriteBatch`) is looked up by its label bytes directly:
+    /// only series the head has never seen are copied into owned form.
+    pub fn append_batch<B: SeriesBatch + ?Sized>(&self, batch: &B) -> Result<AppendStats, TsdbError> {
+        let n = batch.series_count();
+        let total = batch.sample_total();
         if total == 0 {
             return Ok(AppendStats::default());
         }
@@ -396,20 +403,21 @@ impl Tsdb {
         let max_valid = self.opts.max_future.map_or(i64::MAX, |d| now_ms().saturating_add(dur_ms(d)));
 
         // 1. Validate everything and resolve known series, writing nothing.
-        let mut resolved: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(batch.len());
+        let mut resolved: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(n);
         let mut missing: Vec<(usize, u64, Box<[u8]>)> = Vec::new();
         let mut enc = Vec::with_capacity(256);
         let mut batch_max = i64::MIN;
-        for ts in batch {
-            if ts.samples.is_empty() {
+        for i in 0..n {
+            let samples = batch.samples(i);
+            if samples.is_empty() {
                 resolved.push(None);
                 continue;
             }
-            if ts.labels.is_empty() {
-                let e = TsdbError::InvalidSeries { series: ts.labels.to_string(), reason: "no labels".into() };
-                return Err(self.reject(batch, e));
+            if batch.label_count(i) == 0 {
+                let e = TsdbError::InvalidSeries { series: batch.labels(i).to_string(), reason: "no labels".into() };
+                return Err(self.reject(total, e));
             }
-            for s in &ts.samples {
+            for s in samples {
                 let reason = if s.timestamp_ms < min_valid {
                     Some(format!("older than the oldest accepted time {min_valid} (out-of-order window or retention)"))
                 } else if s.timestamp_ms > max_valid {
@@ -418,14 +426,17 @@ impl Tsdb {
                     None
                 };
                 if let Some(reason) = reason {
-                    let e =
-                        TsdbError::OutOfBounds { series: ts.labels.to_string(), timestamp_ms: s.timestamp_ms, reason };
-                    return Err(self.reject(batch, e));
+                    let e = TsdbError::OutOfBounds {
+                        series: batch.labels(i).to_string(),
+                        timestamp_ms: s.timestamp_ms,
+                        reason,
+                    };
+                    return Err(self.reject(total, e));
                 }
                 batch_max = batch_max.max(s.timestamp_ms);
             }
             enc.clear();
-            encode_labels(&ts.labels, &mut enc);
+            head::encode_label_pairs(batch.label_count(i), batch.label_pairs(i), &mut enc);
             let hash = Head::hash(&enc);
             let found = self.head.lookup(hash, &enc);
             if found.is_none() {
@@ -446,9 +457,9 @@ impl Tsdb {
             let before = self.series_count.fetch_add(new, Ordering::AcqRel);
             if before + new > self.opts.max_series {
                 self.series_count.fetch_sub(new, Ordering::AcqRel);
-                let first = &batch[missing[0].0];
-                let e = TsdbError::TooManySeries { limit: self.opts.max_series, new, series: first.labels.to_string() };
-                return Err(self.reject(batch, e));
+                let first = batch.labels(missing[0].0).to_string();
+                let e = TsdbError::TooManySeries { limit: self.opts.max_series, new, series: first };
+                return Err(self.reject(total, e));
             }
             let mut ids: Vec<u32> = Vec::with_capacity(new);
             for _ in 0..new {
@@ -493,9 +504,9 @@ impl Tsdb {
         // 3. Log the samples and wait for the (shared) fsync.
         let mut frames = Vec::with_capacity(total * 14 + 64);
         let mut rec: Vec<(u64, i64, f64)> = Vec::with_capacity(total.min(WAL_SAMPLES_PER_RECORD));
-        for (ts, s) in batch.iter().zip(&resolved) {
+        for (i, s) in resolved.iter().enumerate() {
             let Some(s) = s else { continue };
-            for x in &ts.samples {
+            for x in batch.samples(i) {
                 rec.push((s.id as u64, x.timestamp_ms, x.value));
                 if rec.len() == WAL_SAMPLES_PER_RECORD {
                     wal::frame(&mut frames, |b| wal::encode_samples(b, &rec));
@@ -512,9 +523,9 @@ impl Tsdb {
 
         // 4. Apply to the head.
         let mut stats = AppendStats { series_created: created, ..Default::default() };
-        for (ts, s) in batch.iter().zip(&resolved) {
+        for (i, s) in resolved.iter().enumerate() {
             let Some(s) = s else { continue };
-            for x in &ts.samples {
+            for x in batch.samples(i) {
                 match s.append(x.timestamp_ms, x.value, self.block_ms) {
                     AppendOutcome::InOrder => stats.samples_appended += 1,
                     AppendOutcome::OutOfOrder => {

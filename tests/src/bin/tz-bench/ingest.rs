@@ -1,11 +1,20 @@
 //! Collector ingest vs VictoriaMetrics: the same pre-encoded remote-write payloads, the same
 //! client concurrency; samples/s, then disk bytes per sample after each has flushed (VM:
 //! `/internal/force_flush`; tingzhen: clean shutdown, which flushes its storage).
+//!
+//! `--only inproc` skips the servers and runs the collector's own remote-write path (snappy,
+//! decode, validate, WAL with fsync, head) in this process on the same bodies: the reproducer
+//! for profiling ingest (`perf record`, `valgrind --tool=callgrind`) without HTTP or peers.
 
 use crate::Flags;
 use crate::loadgen::{self, LoadResult, Workload};
 use crate::report::{ratio, version};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tingzhen_collector::backend::{Backend, Store};
+use tingzhen_collector::tsdb::{Tsdb, TsdbOptions};
+use tingzhen_core::{SeriesBatch, remote_write};
 use tingzhen_tests::peers::dir_bytes;
 use tingzhen_tests::{Collector, PromClient, VictoriaMetrics, now_ms};
 
@@ -58,7 +67,101 @@ fn rates(rs: &[LoadResult]) -> String {
     rs.iter().map(|r| format!("{:.0}", r.rate())).collect::<Vec<_>>().join(", ")
 }
 
+/// The collector's remote-write path for one body, the steps `api::ingest` runs on its
+/// blocking thread; returns the samples stored.
+fn store_remote_write(backend: &Backend, body: &[u8]) -> Result<u64, String> {
+    let raw = remote_write::decompress(body, remote_write::DEFAULT_MAX_DECOMPRESSED).map_err(|e| e.to_string())?;
+    let batch = remote_write::decode_batch(&raw).map_err(|e| e.to_string())?;
+    let samples = batch.sample_total() as u64;
+    backend.write_batch(&batch).map_err(|e| e.to_string())?;
+    Ok(samples)
+}
+
+/// One in-process round on a fresh engine: `concurrency` threads take bodies in turn. Returns
+/// samples/s (wall) and samples per CPU second of this process.
+fn inproc_round(w: &Workload, concurrency: usize) -> Result<(f64, f64), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let tsdb = Tsdb::open(dir.path(), TsdbOptions::default()).map_err(|e| format!("open tsdb: {e}"))?;
+    let backend = Backend::new(Store::Embedded(Arc::new(tsdb)));
+    let next = AtomicUsize::new(0);
+    let cpu0 = tingzhen_tests::procstat::usage(std::process::id()).map(|u| u.cpu.as_secs_f64());
+    let started = Instant::now();
+    let stored: Result<Vec<u64>, String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0u64;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(b) = w.bodies.get(i) else { return Ok(n) };
+                        n += store_remote_write(&backend, &b.bytes)?;
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|h| h.join().map_err(|_| "ingest thread panicked".to_string())?).collect()
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let cpu1 = tingzhen_tests::procstat::usage(std::process::id()).map(|u| u.cpu.as_secs_f64());
+    let stored: u64 = stored?.iter().sum();
+    if stored != w.samples() as u64 {
+        return Err(format!("stored {stored} of {} samples", w.samples()));
+    }
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    Ok((stored as f64 / secs, stored as f64 / cpu))
+}
+
+fn run_inproc(flags: &Flags, w: &Workload) -> String {
+    let concurrency = flags.get("concurrency", 4usize);
+    let rounds = flags.get("rounds", 3usize).max(1);
+    let (mut wall, mut per_cpu, mut problems) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        match inproc_round(w, concurrency) {
+            Ok((r, c)) => {
+                eprintln!("round {round}: in process {r:.0} samples/s, {c:.0} samples per CPU second");
+                wall.push(r);
+                per_cpu.push(c);
+            }
+            Err(e) => problems.push(format!("round {round}: {e}")),
+        }
+    }
+    if wall.is_empty() {
+        return format!("### Collector ingest in process\n\n**Problems:** {}\n", problems.join("; "));
+    }
+    let notes = if problems.is_empty() { String::new() } else { format!("\n**Problems:** {}\n", problems.join("; ")) };
+    format!(
+        "### Collector ingest in process\n\n\
+         Workload: {desc}; {concurrency} threads calling the collector's remote-write path (snappy, decode, \
+         validation, WAL with fsync, head) on a fresh engine each round; no HTTP. Load average: {load}.\n\n\
+         | | median of {rounds} | each round |\n|---|---|---|\n\
+         | samples/s (wall) | {r:.0} | {rall} |\n\
+         | samples per CPU second | {c:.0} | {call} |\n{notes}",
+        desc = w.describe(),
+        load = load_average(),
+        r = median(wall.clone()),
+        rall = wall.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+        c = median(per_cpu.clone()),
+        call = per_cpu.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
+    )
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 pub fn run(flags: &Flags) -> String {
+    let only = flags.str("only").unwrap_or("peers");
+    if only == "inproc" {
+        let w = Workload::from_flags(flags);
+        eprintln!("ingest in process: {}", w.describe());
+        return run_inproc(flags, &w);
+    }
+    let load_before = load_average();
     let concurrency = flags.get("concurrency", 4usize);
     let rounds = flags.get("rounds", 3usize).max(1);
     let w = Workload::from_flags(flags);
@@ -110,7 +213,8 @@ pub fn run(flags: &Flags) -> String {
         "### Collector ingest vs VictoriaMetrics\n\n\
          Workload: {desc}; host-metric shapes (node_exporter names, 105 series a host), \
          {concurrency} concurrent clients, loopback. Peer: {vmv}. tingzhen disk = data dir after a clean shutdown, \
-         without the SQLite store; VictoriaMetrics disk = `-storageDataPath` after `/internal/force_flush`.\n\n\
+         without the SQLite store; VictoriaMetrics disk = `-storageDataPath` after `/internal/force_flush`. \
+         Load average before: {load_before}; after: {load_after}.\n\n\
          | | tingzhen | VictoriaMetrics | ratio | goal |\n|---|---|---|---|---|\n\
          | samples/s (median of {rounds}) | {tzr:.0} | {vmr:.0} | {rr} | ≥ 1.0× |\n\
          | samples/s, each round | {tzall} | {vmall} | | |\n\
@@ -126,5 +230,6 @@ pub fn run(flags: &Flags) -> String {
         tzb = tz_bytes,
         vmb = vm_bytes,
         br = ratio(tz_bps, vm_bps),
+        load_after = load_average(),
     )
 }
