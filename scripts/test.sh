@@ -93,4 +93,18 @@ if command -v pg_ctlcluster >/dev/null && [[ -d /etc/postgresql ]] && psql -h 12
 fi
 
 # --no-fail-fast: one failing suite must not hide the results of the others (still exits non-zero).
-exec cargo test --workspace --no-fail-fast "$@"
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+
+# DESIGN.md: the relational store is SQLite embedded or PostgreSQL, and both run the same tests.
+# The store tests again, with every store on the local PostgreSQL (each test in a schema of its
+# own, dropped afterwards; core/src/db/testing.rs). Only on a full run: with arguments the caller
+# chose what to run.
+if (($# == 0)); then
+  echo "test.sh: the relational-store tests again, on PostgreSQL" >&2
+  export TINGZHEN_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
+  cargo test --no-fail-fast -p tingzhen-core --features db -p tingzhen-identity -p tingzhen-alerting \
+    -p tingzhen-dashboard || status=$?
+  cargo test --no-fail-fast -p tingzhen-collector --lib --test flows_api || status=$?
+fi
+exit "$status"

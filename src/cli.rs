@@ -201,17 +201,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The relational store lives beside the time-series data.
-pub fn open_db(data_dir: &Path) -> anyhow::Result<Db> {
-    let path = data_dir.join("tingzhen.db");
-    Db::open(&path).with_context(|| format!("cannot open {}", path.display()))
+/// The relational store `[database]` names: SQLite beside the time-series data unless it
+/// points at PostgreSQL.
+pub fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database, Path::new(&config.storage.data_dir))
+        .context("cannot open the relational store ([database])")?;
+    tracing::info!(store = %db.describe(), "relational store open");
+    Ok(db)
 }
 
-pub(crate) fn store_dir(store: &StoreArgs) -> anyhow::Result<PathBuf> {
+/// The store a CLI command works on: `--config`'s `[database]`, with `--data` overriding the
+/// data directory (where the SQLite store lives).
+pub(crate) fn open_store(store: &StoreArgs) -> anyhow::Result<Db> {
+    let mut config = Config::load_or_default(store.config.as_deref())?;
     if let Some(d) = &store.data {
-        return Ok(d.clone());
+        config.storage.data_dir = d.display().to_string();
     }
-    Ok(PathBuf::from(Config::load_or_default(store.config.as_deref())?.storage.data_dir))
+    open_db(&config)
 }
 
 fn token_command(command: TokenCommand) -> anyhow::Result<()> {
@@ -225,7 +231,7 @@ fn token_command(command: TokenCommand) -> anyhow::Result<()> {
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| parse_allow(s).map_err(|e| anyhow::anyhow!("--allow: {e}")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let db = open_db(&store_dir(&store)?)?;
+            let db = open_store(&store)?;
             let created = db.create_token(&name, &scopes, &allow)?;
             eprintln!(
                 "created token {:?} with scopes {}; it is shown once, store it now",
@@ -236,7 +242,7 @@ fn token_command(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::List { store } => {
-            let db = open_db(&store_dir(&store)?)?;
+            let db = open_store(&store)?;
             println!("{:<24} {:<20} {:<24} {:<8}", "NAME", "SCOPES", "ALLOW", "STATE");
             for t in db.list_tokens()? {
                 let scopes = t.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
@@ -256,7 +262,7 @@ fn token_command(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
         TokenCommand::Revoke { name, store } => {
-            open_db(&store_dir(&store)?)?.revoke_token(&name)?;
+            open_store(&store)?.revoke_token(&name)?;
             eprintln!("revoked token {name:?}");
             Ok(())
         }
@@ -274,7 +280,7 @@ fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
     config.validate()?;
     let target = args.target;
     runtime()?.block_on(async move {
-        let db = Arc::new(open_db(Path::new(&config.storage.data_dir))?);
+        let db = Arc::new(open_db(&config)?);
         let targets = match target {
             Target::All => open_all(&config, db).await?,
             Target::Collector => {

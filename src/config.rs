@@ -9,6 +9,7 @@ use tingzhen_collector::CollectorSettings;
 use tingzhen_collector::config::{InventoryConfig, QueryConfig, StorageConfig};
 use tingzhen_collector::flows::FlowsConfig;
 use tingzhen_core::config::ServerConfig;
+use tingzhen_core::db::DbConfig;
 use tingzhen_dashboard::DashboardConfig;
 use tingzhen_identity::IdentityConfig;
 
@@ -23,6 +24,7 @@ pub struct Config {
     pub flows: FlowsConfig,
     pub identity: IdentityConfig,
     pub dashboard: DashboardConfig,
+    pub database: DbConfig,
 }
 
 impl Config {
@@ -63,6 +65,7 @@ impl Config {
         self.flows.validate().map_err(anyhow::Error::msg)?;
         self.identity.validate()?;
         self.dashboard.validate().map_err(anyhow::Error::msg)?;
+        self.database.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -85,6 +88,18 @@ mod tests {
         let c: Config = toml::from_str("").unwrap();
         assert_eq!(c, Config::default());
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn database_section_refuses_an_inline_password() {
+        let inline: Config = toml::from_str("[database]\nurl = \"postgres://tz:pw@db/tingzhen\"\n").unwrap();
+        assert!(inline.validate().unwrap_err().to_string().contains("password_file"));
+        let ok: Config = toml::from_str(
+            "[database]\nurl = \"postgres://tz@db/tingzhen\"\npassword_env = \"TZ_DB_PW\"\nschema = \"tingzhen\"\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        assert!(ok.database.is_postgres());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! administration of web-console accounts and the audit chain, straight on `tingzhen.db`
 //! (for the first administrator and for recovery). Every action is audited as `cli:<login>`.
 
-use crate::cli::{StoreArgs, open_db, store_dir};
+use crate::cli::{StoreArgs, open_store};
 use anyhow::Context;
 use clap::Subcommand;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub enum AuditCommand {
 /// policy must be the server's, or CLI records would not chain and CLI passwords would skip
 /// the configured rules).
 fn open(store: &StoreArgs) -> anyhow::Result<Identity> {
-    let db = Arc::new(open_db(&store_dir(store)?)?);
+    let db = Arc::new(open_store(store)?);
     let cfg: IdentityConfig = crate::config::Config::load_or_default(store.config_file())?.identity;
     Identity::new(db, cfg, Arc::new(SystemClock)).context("cannot open the identity store")
 }

@@ -43,7 +43,7 @@ pub fn run(listen: &str, data: &Path, interval: Duration) -> anyhow::Result<()> 
     config.server.listen = listen.to_string();
     config.storage.data_dir = data.display().to_string();
     config.validate()?;
-    let db = Arc::new(open_db(data)?);
+    let db = Arc::new(open_db(&config)?);
     let admin = fresh_token(&db, ADMIN_TOKEN, &[Scope::Admin])?;
     let agent_token = fresh_token(&db, AGENT_TOKEN, &[Scope::Ingest])?;
     runtime()?.block_on(async move {

@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn goes_down_after_missed_heartbeats_and_survives_restart() {
-        let db = Arc::new(Db::open_in_memory().unwrap());
+        let db = Arc::new(tingzhen_core::db::testing::fresh_db());
         let inv = Inventory::load(db.clone(), InventoryConfig::default()).unwrap();
         inv.heartbeat(hb("emr-app-01"), "10.0.0.5".into(), 10_000).unwrap();
         let up = inv.liveness_series(12_000);
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn search_finds_hosts_and_targets_by_any_field() {
-        let db = Arc::new(Db::open_in_memory().unwrap());
+        let db = Arc::new(tingzhen_core::db::testing::fresh_db());
         let inv = Inventory::load(db, InventoryConfig::default()).unwrap();
         let mut a = hb("his-db-01");
         a.campus = "east".into();

@@ -3,10 +3,10 @@
 //! statement), with bounded retention by age and by count, so an agent fleet cannot grow
 //! the store without limit.
 
-use rusqlite::{OptionalExtension, params};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tingzhen_core::db::{Db, DbError, rusqlite};
+use tingzhen_core::db::{Db, DbError};
+use tingzhen_core::params;
 use tingzhen_core::topsql::{TopSqlEntry, TopSqlReport};
 
 const COMPONENT: &str = "collector.topsql";
@@ -60,7 +60,7 @@ impl TopSqlStore {
             c.execute(
                 "INSERT INTO topsql_snapshots (host, target, kind, address, ts_ms, interval_ms, statements_json)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![r.host, r.target, r.kind, r.address, r.ts_ms, r.interval_ms as i64, json],
+                &params![r.host, r.target, r.kind, r.address, r.ts_ms, r.interval_ms as i64, json],
             )
         })?;
         if self.inserts.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY) {
@@ -72,18 +72,16 @@ impl TopSqlStore {
     /// Applies retention: by age, then by count.
     pub fn prune(&self, now_ms: i64, max_rows: i64) -> Result<usize, DbError> {
         self.db.with_conn(|c| {
-            let mut n = c.execute("DELETE FROM topsql_snapshots WHERE ts_ms < ?1", [now_ms - RETENTION_MS])?;
-            let cutoff: Option<i64> = c
-                .query_row(
-                    "SELECT id FROM topsql_snapshots ORDER BY id DESC LIMIT 1 OFFSET ?1",
-                    [max_rows.saturating_sub(1)],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let mut n = c.execute("DELETE FROM topsql_snapshots WHERE ts_ms < ?1", &[now_ms - RETENTION_MS])?;
+            let cutoff: Option<i64> = c.query_opt(
+                "SELECT id FROM topsql_snapshots ORDER BY id DESC LIMIT 1 OFFSET ?1",
+                &[max_rows.saturating_sub(1)],
+                |r| r.get(0),
+            )?;
             if let Some(id) = cutoff {
-                n += c.execute("DELETE FROM topsql_snapshots WHERE id < ?1", [id])?;
+                n += c.execute("DELETE FROM topsql_snapshots WHERE id < ?1", &[id])?;
             }
-            Ok(n)
+            Ok(n as usize)
         })
     }
 
@@ -91,25 +89,26 @@ impl TopSqlStore {
     pub fn query(&self, f: &TopSqlFilter) -> Result<Vec<TopSqlReport>, DbError> {
         let limit = f.limit.clamp(1, MAX_LIMIT) as i64;
         self.db.with_conn(|c| {
-            let mut stmt = c.prepare(
+            let rows = c.query_map(
                 "SELECT host, target, kind, address, ts_ms, interval_ms, statements_json FROM topsql_snapshots
                  WHERE (?1 = '' OR host = ?1) AND (?2 = '' OR target = ?2) AND ts_ms >= ?3 AND ts_ms <= ?4
                  ORDER BY ts_ms DESC, id DESC LIMIT ?5",
+                &params![f.host, f.target, f.since_ms, f.until_ms, limit],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<String>(3)?,
+                        r.get::<i64>(4)?,
+                        r.get::<i64>(5)?,
+                        r.get::<String>(6)?,
+                    ))
+                },
             )?;
-            let rows = stmt.query_map(params![f.host, f.target, f.since_ms, f.until_ms, limit], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, String>(6)?,
-                ))
-            })?;
             let mut out = Vec::new();
             for row in rows {
-                let (host, target, kind, address, ts_ms, interval_ms, json) = row?;
+                let (host, target, kind, address, ts_ms, interval_ms, json) = row;
                 // A row we cannot read back is skipped: it was validated when stored.
                 let Ok(statements) = serde_json::from_str::<Vec<TopSqlEntry>>(&json) else { continue };
                 out.push(TopSqlReport {
@@ -154,7 +153,7 @@ mod tests {
 
     #[test]
     fn stores_filters_and_prunes() {
-        let db = Arc::new(Db::open_in_memory().unwrap());
+        let db = Arc::new(tingzhen_core::db::testing::fresh_db());
         let s = TopSqlStore::open(db.clone()).unwrap();
         // Reopening runs no migration twice.
         TopSqlStore::open(db).unwrap();

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use tingzhen_collector::config::{InventoryConfig, QueryConfig, StorageConfig};
 use tingzhen_collector::flows::otlp;
 use tingzhen_collector::{Collector, CollectorSettings};
-use tingzhen_core::db::Db;
 use tingzhen_core::token::Scope;
 use tower::ServiceExt;
 
@@ -28,7 +27,7 @@ struct Fx {
 
 fn fixture() -> Fx {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Db::open(&dir.path().join("t.db")).unwrap());
+    let db = Arc::new(tingzhen_core::db::testing::fresh_db());
     let settings = CollectorSettings {
         storage: StorageConfig { data_dir: dir.path().display().to_string(), ..StorageConfig::default() },
         query: QueryConfig::default(),

@@ -9,7 +9,6 @@ use tingzhen_collector::backend::{Backend, Store};
 use tingzhen_collector::flows::event::Event;
 use tingzhen_collector::flows::{Flows, FlowsConfig};
 use tingzhen_collector::tsdb::{Tsdb, TsdbOptions};
-use tingzhen_core::db::Db;
 
 /// Debug builds (the default `cargo test`) use a tenth, so the suite stays quick.
 const KEYS: usize = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
@@ -23,7 +22,7 @@ fn rss_bytes() -> usize {
 #[test]
 fn two_hundred_thousand_open_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Db::open(&dir.path().join("t.db")).unwrap());
+    let db = Arc::new(tingzhen_core::db::testing::fresh_db());
     let tsdb = Arc::new(Tsdb::open(&dir.path().join("tsdb"), TsdbOptions::default()).unwrap());
     let flows =
         Flows::open(db, Backend::new(Store::Embedded(tsdb)), FlowsConfig::default(), Arc::new(tingzhen_core::now_ms))

@@ -75,7 +75,6 @@ mod tests {
     use axum::http::{Request, StatusCode};
     use std::net::SocketAddr;
     use std::sync::Arc;
-    use tingzhen_core::db::Db;
     use tingzhen_core::token::Scope;
     use tower::ServiceExt;
 
@@ -96,7 +95,7 @@ mod tests {
     #[tokio::test]
     async fn top_sql_is_stored_by_ingest_and_served_to_query_with_scopes_and_checks() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Db::open(&dir.path().join("t.db")).unwrap());
+        let db = Arc::new(tingzhen_core::db::testing::fresh_db());
         let settings = CollectorSettings {
             storage: StorageConfig { data_dir: dir.path().display().to_string(), ..StorageConfig::default() },
             query: QueryConfig::default(),

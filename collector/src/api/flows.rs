@@ -50,7 +50,7 @@ fn flow_error(e: FlowError) -> ApiError {
     match e {
         FlowError::Model(_) | FlowError::Invalid(_) | FlowError::File { .. } => ApiError::BadData(e.to_string()),
         FlowError::NotFound { .. } => ApiError::NotFound(e.to_string()),
-        FlowError::Db(_) | FlowError::Migrate(_) => ApiError::Internal(e.to_string()),
+        FlowError::Db(_) => ApiError::Internal(e.to_string()),
     }
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
+use tingzhen_core::db::{Conn, DbError};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Rejected {
@@ -76,70 +77,70 @@ impl Flows {
         }
         let mut st = self.state.lock();
         let (touched, effects, duplicates) = self.db.with_conn(|c| {
-            let tx = c.transaction()?;
-            // Keyed by the interned flow and the key moved out of its event: no copy per event.
-            let mut touched: HashMap<(Arc<str>, String), Touched> = HashMap::new();
-            let mut effects = Vec::new();
-            let mut duplicates = 0;
-            let mut traffic: HashMap<TrafficKey, (i64, i64)> = HashMap::new();
-            let mut volume: HashMap<(Arc<str>, i64), u64> = HashMap::new();
-            for (mut event, model, step) in valid {
-                if !store::insert_event(&tx, &event, now)? {
-                    duplicates += 1;
-                    continue;
-                }
-                let flow = st.intern(&event.flow);
-                let t = match touched.entry((flow.clone(), std::mem::take(&mut event.key))) {
-                    Entry::Occupied(o) => o.into_mut(),
-                    Entry::Vacant(v) => {
-                        let t = find_key(&mut st, &tx, &v.key().0, &v.key().1, &event, &model)?;
-                        v.insert(t)
+            c.transaction(|tx| {
+                // Keyed by the interned flow and the key moved out of its event: no copy per event.
+                let mut touched: HashMap<(Arc<str>, String), Touched> = HashMap::new();
+                let mut effects = Vec::new();
+                let mut duplicates = 0;
+                let mut traffic: HashMap<TrafficKey, (i64, i64)> = HashMap::new();
+                let mut volume: HashMap<(Arc<str>, i64), u64> = HashMap::new();
+                for (mut event, model, step) in valid {
+                    if !store::insert_event(tx, &event, now)? {
+                        duplicates += 1;
+                        continue;
                     }
-                };
-                let system = st.intern(&event.system);
-                let applied = t.state.apply(&model, step, &event, system.clone());
-                let mut closed_now = false;
-                if let Some(c) = applied.closed_by
-                    && t.status != "completed"
-                {
-                    t.status = "completed".into();
-                    t.closed_step = Some(model.steps()[c as usize].name.clone());
-                    closed_now = true;
-                } else if t.status == "expired" {
-                    // A late event revives an expired key: it is plainly still moving.
-                    t.status = "open".into();
+                    let flow = st.intern(&event.flow);
+                    let t = match touched.entry((flow.clone(), std::mem::take(&mut event.key))) {
+                        Entry::Occupied(o) => o.into_mut(),
+                        Entry::Vacant(v) => {
+                            let t = find_key(&mut st, tx, &v.key().0, &v.key().1, &event, &model)?;
+                            v.insert(t)
+                        }
+                    };
+                    let system = st.intern(&event.system);
+                    let applied = t.state.apply(&model, step, &event, system.clone());
+                    let mut closed_now = false;
+                    if let Some(c) = applied.closed_by
+                        && t.status != "completed"
+                    {
+                        t.status = "completed".into();
+                        t.closed_step = Some(model.steps()[c as usize].name.clone());
+                        closed_now = true;
+                    } else if t.status == "expired" {
+                        // A late event revives an expired key: it is plainly still moving.
+                        t.status = "open".into();
+                    }
+                    let src = match &applied.previous_system {
+                        Some(s) => s.clone(),
+                        None => st.intern(""),
+                    };
+                    let hour = event.time_ms - event.time_ms.rem_euclid(store::HOUR_MS);
+                    let campus = st.intern(&event.campus);
+                    let slot = traffic.entry((hour, flow, campus, src, system)).or_insert((0, 0));
+                    slot.0 += 1;
+                    slot.1 += i64::from(!event.ok);
+                    let iface = st
+                        .registry
+                        .resolve(event.interface.as_deref(), &event.system, &event.campus)
+                        .map(|d| d.name.clone());
+                    if let Some(name) = iface {
+                        let bucket = event.time_ms - event.time_ms.rem_euclid(store::VOLUME_BUCKET_MS);
+                        *volume.entry((st.intern(&name), bucket)).or_default() += 1;
+                    }
+                    effects.push(Effect { campus: t.state.campus.clone(), event, step, applied, closed_now });
                 }
-                let src = match &applied.previous_system {
-                    Some(s) => s.clone(),
-                    None => st.intern(""),
-                };
-                let hour = event.time_ms - event.time_ms.rem_euclid(store::HOUR_MS);
-                let campus = st.intern(&event.campus);
-                let slot = traffic.entry((hour, flow, campus, src, system)).or_insert((0, 0));
-                slot.0 += 1;
-                slot.1 += i64::from(!event.ok);
-                let iface = st
-                    .registry
-                    .resolve(event.interface.as_deref(), &event.system, &event.campus)
-                    .map(|d| d.name.clone());
-                if let Some(name) = iface {
-                    let bucket = event.time_ms - event.time_ms.rem_euclid(store::VOLUME_BUCKET_MS);
-                    *volume.entry((st.intern(&name), bucket)).or_default() += 1;
+                for ((flow, key), t) in &touched {
+                    store::save_key(tx, flow, key, &t.status, t.closed_step.as_deref(), &t.state)?;
                 }
-                effects.push(Effect { campus: t.state.campus.clone(), event, step, applied, closed_now });
-            }
-            for ((flow, key), t) in &touched {
-                store::save_key(&tx, flow, key, &t.status, t.closed_step.as_deref(), &t.state)?;
-            }
-            // Summed per batch: one upsert per (hour, flow, campus, edge), not per event.
-            for ((hour, flow, campus, src, dst), (events, errors)) in &traffic {
-                store::add_traffic(&tx, *hour, flow, campus, src, dst, *events, *errors)?;
-            }
-            for ((name, bucket), n) in &volume {
-                store::add_volume(&tx, name, *bucket, *n)?;
-            }
-            tx.commit()?;
-            Ok::<_, rusqlite::Error>((touched, effects, duplicates))
+                // Summed per batch: one upsert per (hour, flow, campus, edge), not per event.
+                for ((hour, flow, campus, src, dst), (events, errors)) in &traffic {
+                    store::add_traffic(tx, *hour, flow, campus, src, dst, *events, *errors)?;
+                }
+                for ((name, bucket), n) in &volume {
+                    store::add_volume(tx, name, *bucket, *n)?;
+                }
+                Ok::<_, DbError>((touched, effects, duplicates))
+            })
         })?;
         report.duplicates = duplicates;
         report.accepted = effects.len();
@@ -167,11 +168,12 @@ impl Flows {
             }
         }
         self.db.with_conn(|c| {
-            let tx = c.transaction()?;
-            for (name, n, t) in items {
-                store::add_volume(&tx, name, *t, *n)?;
-            }
-            tx.commit()
+            c.transaction(|tx| {
+                for (name, n, t) in items {
+                    store::add_volume(tx, name, *t, *n)?;
+                }
+                Ok::<_, DbError>(())
+            })
         })?;
         for (name, n, t) in items {
             st.registry.saw(name, *t);
@@ -183,16 +185,14 @@ impl Flows {
     }
 }
 
-use tingzhen_core::db::rusqlite;
-
 fn find_key(
     st: &mut State,
-    tx: &rusqlite::Transaction,
+    tx: &Conn<'_>,
     flow: &str,
     key: &str,
     event: &Event,
     model: &Compiled,
-) -> rusqlite::Result<Touched> {
+) -> Result<Touched, DbError> {
     if let Some(k) = st.keys.get(flow).and_then(|m| m.get(key)) {
         return Ok(Touched { state: k.unpack(&st.names), status: "open".into(), closed_step: None });
     }

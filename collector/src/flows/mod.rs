@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use table::{Interner, KeyTable, Packed};
 use tingzhen_core::config::HumanDuration;
-use tingzhen_core::db::{Db, DbError, rusqlite};
+use tingzhen_core::db::{Db, DbError};
 
 /// The `[flows]` section of the server config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,9 +135,7 @@ pub enum FlowError {
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
     #[error("flow store: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error("flow store: {0}")]
-    Migrate(#[from] DbError),
+    Db(#[from] DbError),
 }
 
 /// A probe result older than this says nothing about an interface (the agent stopped probing).
@@ -269,12 +267,7 @@ impl Flows {
             return Ok((cur.version, false));
         }
         let now = (self.clock)();
-        let version = self.db.with_conn(|c| {
-            let tx = c.transaction()?;
-            let v = store::insert_model(&tx, &model, source, now)?;
-            tx.commit()?;
-            Ok::<_, rusqlite::Error>(v)
-        })?;
+        let version = self.db.with_conn(|c| c.transaction(|tx| store::insert_model(tx, &model, source, now)))?;
         let compiled = Arc::new(Compiled::new(model, version)?);
         self.models.write().insert(compiled.name().to_string(), compiled.clone());
         // Open keys' due times follow the new deadlines.
@@ -383,13 +376,14 @@ impl Flows {
         }
         if !expired.is_empty() {
             self.db.with_conn(|c| {
-                let tx = c.transaction()?;
-                for (flow, key) in &expired {
-                    if let Some(k) = st.keys.get(flow).and_then(|m| m.get(key)) {
-                        store::save_key(&tx, flow, key, "expired", None, &k.unpack(&st.names))?;
+                c.transaction(|tx| {
+                    for (flow, key) in &expired {
+                        if let Some(k) = st.keys.get(flow).and_then(|m| m.get(key)) {
+                            store::save_key(tx, flow, key, "expired", None, &k.unpack(&st.names))?;
+                        }
                     }
-                }
-                tx.commit()
+                    Ok::<_, DbError>(())
+                })
             })?;
             for (flow, key) in &expired {
                 if let Some(k) = st.keys.get_mut(flow).and_then(|m| m.remove(key)) {

@@ -6,6 +6,7 @@ use crate::backend::Store;
 use crate::tsdb::{Tsdb, TsdbOptions};
 use event::Event;
 use std::sync::atomic::{AtomicI64, Ordering};
+use tingzhen_core::db::testing::TestStore;
 use tingzhen_core::matcher::Matcher;
 
 const MODELS: &str = r#"
@@ -34,13 +35,15 @@ campus = "本院"
 
 struct Fixture {
     dir: tempfile::TempDir,
+    /// The relational store (SQLite or, under TINGZHEN_TEST_DATABASE_URL, PostgreSQL).
+    store: TestStore,
     clock: Arc<AtomicI64>,
     tsdb: Arc<Tsdb>,
     flows: Flows,
 }
 
-fn open_in(dir: tempfile::TempDir, clock: Arc<AtomicI64>, tsdb: Option<Arc<Tsdb>>) -> Fixture {
-    let db = Arc::new(Db::open(&dir.path().join("t.db")).unwrap());
+fn open_in(dir: tempfile::TempDir, store: TestStore, clock: Arc<AtomicI64>, tsdb: Option<Arc<Tsdb>>) -> Fixture {
+    let db = Arc::new(store.open());
     let tsdb = tsdb.unwrap_or_else(|| Arc::new(Tsdb::open(&dir.path().join("tsdb"), TsdbOptions::default()).unwrap()));
     let c = clock.clone();
     let flows = Flows::open(
@@ -50,11 +53,16 @@ fn open_in(dir: tempfile::TempDir, clock: Arc<AtomicI64>, tsdb: Option<Arc<Tsdb>
         Arc::new(move || c.load(Ordering::SeqCst)),
     )
     .unwrap();
-    Fixture { dir, clock, tsdb, flows }
+    Fixture { dir, store, clock, tsdb, flows }
 }
 
 fn fixture() -> Fixture {
-    let f = open_in(tempfile::tempdir().unwrap(), Arc::new(AtomicI64::new(tingzhen_core::now_ms())), None);
+    let f = open_in(
+        tempfile::tempdir().unwrap(),
+        TestStore::new(),
+        Arc::new(AtomicI64::new(tingzhen_core::now_ms())),
+        None,
+    );
     f.flows.load_toml(MODELS, "test").unwrap();
     f
 }
@@ -168,9 +176,9 @@ fn a_restart_keeps_open_keys_and_does_not_count_replayed_events_twice() {
     let t0 = f.clock.load(Ordering::SeqCst) - 7_200_000;
     f.flows.ingest(vec![Ok(ev("D1", "ordered", t0)), Ok(ev("D1", "charged", t0 + 1_000))]).unwrap();
     f.flows.ingest(vec![Ok(ev("D2", "ordered", t0))]).unwrap();
-    let Fixture { dir, clock, tsdb, flows } = f;
+    let Fixture { dir, store, clock, tsdb, flows } = f;
     drop(flows);
-    let f = open_in(dir, clock, Some(tsdb));
+    let f = open_in(dir, store, clock, Some(tsdb));
     assert_eq!(f.flows.open_keys(), 2);
     assert_eq!(f.flows.model("检查申请单").unwrap().version, 1);
     // D2 waits for charged (30 min), D1 for scheduled (1 h): both overdue straight after the
@@ -326,7 +334,8 @@ fn interfaces_are_alive_from_probe_results() {
 #[test]
 fn the_key_first_migration_keeps_open_keys_and_events() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("t.db")).unwrap();
+    let test_store = TestStore::new();
+    let db = test_store.open();
     db.migrate_component(store::COMPONENT, &store::MIGRATIONS[..1]).unwrap();
     let t0 = tingzhen_core::now_ms() - 600_000;
     db.with_conn(|c| {
@@ -338,7 +347,7 @@ fn the_key_first_migration_keeps_open_keys_and_events() {
     })
     .unwrap();
     drop(db);
-    let f = open_in(dir, Arc::new(AtomicI64::new(tingzhen_core::now_ms())), None);
+    let f = open_in(dir, test_store, Arc::new(AtomicI64::new(tingzhen_core::now_ms())), None);
     f.flows.load_toml(MODELS, "test").unwrap();
     assert_eq!(f.flows.open_keys(), 1);
     let tl = f.flows.timeline("OLD1").unwrap();
