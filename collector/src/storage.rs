@@ -52,6 +52,63 @@ pub struct SelectHints {
     pub func: Option<RollupFunc>,
 }
 
+/// A selection whose samples are decoded on demand, a run of series at a time, so a caller
+/// that consumes series one by one (PromQL's range functions) never holds every sample of a
+/// day-long selection at once. Series are sorted by labels; one may turn out to have no sample
+/// in range (it then decodes to an empty slice).
+pub trait SeriesSet: Send + Sync {
+    /// Label sets of the series, sorted.
+    fn labels(&self) -> &[Labels];
+
+    /// Calls `f(i, samples)` for each series `i` in `range`, in order; `samples` are sorted,
+    /// staleness markers included, and only valid during the call. Safe to call from several
+    /// threads at once for disjoint ranges.
+    fn for_each(
+        &self,
+        range: std::ops::Range<usize>,
+        f: &mut dyn FnMut(usize, &[Sample]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError>;
+
+    /// Whether decoding is worth spreading over threads.
+    fn is_large(&self) -> bool;
+}
+
+/// A [`SeriesSet`] over samples already in memory (backends without lazy decoding).
+pub struct MaterializedSet {
+    labels: Vec<Labels>,
+    samples: Vec<Vec<Sample>>,
+}
+
+impl MaterializedSet {
+    pub fn new(series: Vec<SeriesSamples>) -> Self {
+        let (labels, samples) = series.into_iter().map(|s| (s.labels, s.samples)).unzip();
+        Self { labels, samples }
+    }
+}
+
+impl SeriesSet for MaterializedSet {
+    fn labels(&self) -> &[Labels] {
+        &self.labels
+    }
+
+    fn for_each(
+        &self,
+        range: std::ops::Range<usize>,
+        f: &mut dyn FnMut(usize, &[Sample]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        for i in range {
+            f(i, self.samples.get(i).map_or(&[], |s| s.as_slice()))?;
+        }
+        Ok(())
+    }
+
+    fn is_large(&self) -> bool {
+        // Threads pay off for many series or many samples (a month of rollup windows), not for
+        // an alert rule's handful of short windows.
+        self.samples.len() >= 64 || self.samples.iter().map(Vec::len).sum::<usize>() >= 1 << 16
+    }
+}
+
 /// Read access to stored series. Every method takes the time range it cares about (inclusive
 /// Unix milliseconds) so a backend can skip blocks outside it. `matchers` must all match.
 pub trait Queryable: Send + Sync {
@@ -71,6 +128,18 @@ pub trait Queryable: Send + Sync {
     ) -> Result<Vec<SeriesSamples>, StorageError> {
         let _ = hints;
         self.select(matchers, start_ms, end_ms)
+    }
+
+    /// Like `select_hinted`, decoding lazily (see [`SeriesSet`]). Backends without lazy
+    /// decoding return `select_hinted`'s answer (this default).
+    fn select_lazy<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        hints: &SelectHints,
+    ) -> Result<Box<dyn SeriesSet + 'a>, StorageError> {
+        Ok(Box::new(MaterializedSet::new(self.select_hinted(matchers, start_ms, end_ms, hints)?)))
     }
 
     /// Label sets of series that match any one of `matcher_sets` and have data in the range.

@@ -104,6 +104,9 @@ fn simple(
 ) -> Result<()> {
     let (group_of, groups) = group_series(series, grouping);
     let mut accs: Vec<Option<Acc>> = (0..groups.len()).map(|_| None).collect();
+    // Each group's output series, resolved at its first value: pushing by label set cloned and
+    // hashed the group's labels at every step.
+    let mut out_idx: Vec<Option<usize>> = vec![None; groups.len()];
     let mut order = Vec::new();
     for i in 0..n {
         order.clear();
@@ -170,7 +173,8 @@ fn simple(
                 T_QUANTILE => quantile(param.map_or(f64::NAN, |p| p[i]), &mut acc.values),
                 _ => acc.value,
             };
-            out.push(i, groups[g].clone(), v)?;
+            let idx = *out_idx[g].get_or_insert_with(|| out.series_index(groups[g].clone()));
+            out.push_at(i, idx, v)?;
         }
     }
     Ok(())
@@ -237,6 +241,8 @@ impl GoHeap {
 
 fn top_bottom(series: &[Series], grouping: &Grouping, ks: &[f64], top: bool, out: &mut VectorBuilder) -> Result<()> {
     let (group_of, groups) = group_series(series, grouping);
+    // Each input series' output series, resolved when it first makes the cut.
+    let mut out_idx: Vec<Option<usize>> = vec![None; series.len()];
     for (i, &kf) in ks.iter().enumerate() {
         if !(i64::MIN as f64..=i64::MAX as f64).contains(&kf) {
             return Err(QueryError::exec(format!("Scalar value {} overflows int64", format_float(kf))));
@@ -280,7 +286,8 @@ fn top_bottom(series: &[Series], grouping: &Grouping, ks: &[f64], top: bool, out
                 if top { o.reverse() } else { o }
             });
             for (v, si) in h.items {
-                out.push(i, series[si].labels.clone(), v)?;
+                let idx = *out_idx[si].get_or_insert_with(|| out.series_index(series[si].labels.clone()));
+                out.push_at(i, idx, v)?;
             }
         }
     }

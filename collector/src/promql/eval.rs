@@ -5,10 +5,11 @@ use super::error::{QueryError, Result};
 use super::selector::{at_ms, matchers, offset_ms};
 use super::value::{RawSeries, Series, Steps, Value, check_unique_labels};
 use super::{aggregations, binary, functions};
-use crate::storage::{Queryable, RollupFunc, SelectHints};
+use crate::storage::{Queryable, RollupFunc, SelectHints, SeriesSet, StorageError};
 use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
+use std::ops::Range;
 use std::time::Instant;
-use tingzhen_core::is_stale_nan;
+use tingzhen_core::{Labels, is_stale_nan};
 
 /// Prometheus's default `evaluation_interval`, the step of subqueries that do not give one.
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
@@ -25,35 +26,123 @@ pub(crate) struct Evaluator<'a> {
     current: usize,
 }
 
-/// A range-vector argument: raw samples plus how to place each step's window on them.
-pub(crate) struct RangeArg {
-    pub series: Vec<RawSeries>,
+/// A range-vector argument: its series plus how to place each step's window on them.
+pub(crate) struct RangeArg<'s> {
+    pub data: RangeData<'s>,
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
 }
 
-impl RangeArg {
+/// The series of a range-vector argument.
+pub(crate) enum RangeData<'s> {
+    /// A subquery's points, already in memory.
+    Points(Vec<RawSeries>),
+    /// A selection the storage decodes on demand, a run of series at a time, so range
+    /// functions consume each series as it is decoded instead of holding all of them.
+    Lazy(Box<dyn SeriesSet + 's>),
+}
+
+impl RangeArg<'_> {
+    pub fn len(&self) -> usize {
+        match &self.data {
+            RangeData::Points(s) => s.len(),
+            RangeData::Lazy(set) => set.labels().len(),
+        }
+    }
+
+    pub fn labels(&self, i: usize) -> &Labels {
+        match &self.data {
+            RangeData::Points(s) => &s[i].labels,
+            RangeData::Lazy(set) => &set.labels()[i],
+        }
+    }
+
+    /// Whether walking the series is worth more than one thread.
+    pub fn is_large(&self) -> bool {
+        match &self.data {
+            RangeData::Points(s) => s.len() >= 64,
+            RangeData::Lazy(set) => set.is_large(),
+        }
+    }
+
+    /// Calls `f(i, points, decoded)` for each series `i` in `range`, in order: its points with
+    /// staleness markers removed, and how many samples storage decoded for it (0 for points
+    /// already in memory, which were accounted when they were evaluated). Decoding on
+    /// several threads at once for disjoint ranges is fine.
+    pub fn for_each(
+        &self,
+        range: Range<usize>,
+        f: &mut dyn FnMut(usize, &[(i64, f64)], usize) -> Result<()>,
+    ) -> Result<()> {
+        match &self.data {
+            RangeData::Points(s) => {
+                for i in range {
+                    f(i, &s[i].points, 0)?;
+                }
+                Ok(())
+            }
+            RangeData::Lazy(set) => {
+                let mut buf: Vec<(i64, f64)> = Vec::new();
+                let mut failed = None;
+                let r = set.for_each(range, &mut |i, samples| {
+                    buf.clear();
+                    // Staleness markers are rare: test for one first, so the common copy is a
+                    // plain (vectorised) one rather than a filter.
+                    if samples.iter().any(|x| is_stale_nan(x.value)) {
+                        buf.extend(
+                            samples.iter().filter(|x| !is_stale_nan(x.value)).map(|x| (x.timestamp_ms, x.value)),
+                        );
+                    } else {
+                        buf.extend(samples.iter().map(|x| (x.timestamp_ms, x.value)));
+                    }
+                    f(i, &buf, samples.len()).map_err(|e| {
+                        failed = Some(e);
+                        // Stops the walk; the engine's own error is returned below.
+                        StorageError::Other(String::new())
+                    })
+                });
+                match failed {
+                    Some(e) => Err(e),
+                    None => r.map_err(QueryError::from),
+                }
+            }
+        }
+    }
+
+    /// Every series with its points in memory (staleness markers removed), accounting the
+    /// samples decoded for them against the query's limit.
+    pub fn to_series(&self, ev: &mut Evaluator<'_>) -> Result<Vec<RawSeries>> {
+        let mut out = Vec::with_capacity(self.len());
+        let mut decoded = 0usize;
+        self.for_each(0..self.len(), &mut |i, points, n| {
+            decoded += n;
+            out.push(RawSeries { labels: self.labels(i).clone(), points: points.to_vec() });
+            Ok(())
+        })?;
+        ev.account(decoded)?;
+        Ok(out)
+    }
+
     /// The end of the window evaluated at step time `ts`.
     pub fn ref_time(&self, ts: i64) -> i64 {
         self.at.unwrap_or(ts).saturating_sub(self.offset)
     }
 
-    /// Samples in `[ref - range, ref]` (Prometheus 2.x selects both ends inclusive).
-    pub fn window<'s>(&self, s: &'s RawSeries, ts: i64) -> &'s [(i64, f64)] {
+    /// Points in `[ref - range, ref]` (Prometheus 2.x selects both ends inclusive).
+    pub fn window<'p>(&self, points: &'p [(i64, f64)], ts: i64) -> &'p [(i64, f64)] {
         let r = self.ref_time(ts);
-        let lo = s.points.partition_point(|p| p.0 < r.saturating_sub(self.range));
-        let hi = s.points.partition_point(|p| p.0 <= r);
-        if lo >= hi { &[] } else { &s.points[lo..hi] }
+        let lo = points.partition_point(|p| p.0 < r.saturating_sub(self.range));
+        let hi = points.partition_point(|p| p.0 <= r);
+        if lo >= hi { &[] } else { &points[lo..hi] }
     }
 
     /// Like [`RangeArg::window`] for steps visited in ascending order: both window edges only
     /// move forward, so a whole range query walks each series once instead of binary-searching
     /// it twice per step (the searches were the largest cost of `rate` over a day of data).
-    pub fn window_at<'s>(&self, s: &'s RawSeries, ts: i64, cursor: &mut WindowCursor) -> &'s [(i64, f64)] {
+    pub fn window_at<'p>(&self, p: &'p [(i64, f64)], ts: i64, cursor: &mut WindowCursor) -> &'p [(i64, f64)] {
         let r = self.ref_time(ts);
         let start = r.saturating_sub(self.range);
-        let p = &s.points;
         if r < cursor.last_ref {
             // Not ascending (never the case for `Steps`): start over from a search.
             *cursor = WindowCursor::default();
@@ -78,6 +167,13 @@ pub(crate) struct WindowCursor {
     lo: usize,
     hi: usize,
     last_ref: i64,
+}
+
+impl WindowCursor {
+    /// Index range of the last window returned, in the series' points.
+    pub fn bounds(&self) -> Range<usize> {
+        self.lo..self.hi
+    }
 }
 
 impl Default for WindowCursor {
@@ -135,10 +231,10 @@ impl<'a> Evaluator<'a> {
                 let arg = self.range_arg(e, steps)?;
                 let ts = steps.start;
                 let series = arg
-                    .series
-                    .iter()
+                    .to_series(self)?
+                    .into_iter()
                     .filter_map(|s| {
-                        let w = arg.window(s, ts);
+                        let w = arg.window(&s.points, ts);
                         (!w.is_empty()).then(|| RawSeries { labels: s.labels.clone(), points: w.to_vec() })
                     })
                     .collect();
@@ -243,13 +339,13 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates a range-vector expression (matrix selector or subquery) for use by a function.
-    pub fn range_arg(&mut self, e: &Expr, steps: &Steps) -> Result<RangeArg> {
+    pub fn range_arg(&mut self, e: &Expr, steps: &Steps) -> Result<RangeArg<'a>> {
         self.range_arg_hinted(e, steps, None)
     }
 
     /// Like [`Self::range_arg`], telling storage which rollup aggregate would serve the calling
     /// function unchanged (see `range_functions::rollup_for`), so long ranges can use rollups.
-    pub fn range_arg_hinted(&mut self, e: &Expr, steps: &Steps, func: Option<RollupFunc>) -> Result<RangeArg> {
+    pub fn range_arg_hinted(&mut self, e: &Expr, steps: &Steps, func: Option<RollupFunc>) -> Result<RangeArg<'a>> {
         match unwrap_parens(e) {
             Expr::MatrixSelector(ms) => self.matrix_selector(ms, steps, func),
             Expr::Subquery(sq) => self.subquery(sq, steps),
@@ -264,35 +360,26 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn matrix_selector(&mut self, ms: &MatrixSelector, steps: &Steps, func: Option<RollupFunc>) -> Result<RangeArg> {
+    fn matrix_selector(
+        &mut self,
+        ms: &MatrixSelector,
+        steps: &Steps,
+        func: Option<RollupFunc>,
+    ) -> Result<RangeArg<'a>> {
         let m = matchers(&ms.vs)?;
         let range = ms.range.as_millis() as i64;
         let offset = offset_ms(&ms.vs.offset);
         let at = at_ms(&ms.vs.at, self.query_start, self.query_end);
         let (min_ref, max_ref) = self.ref_bounds(at, offset, steps);
         let hints = SelectHints { step_ms: steps.step, range_ms: range, func };
-        let data = self.store.select_hinted(&m, min_ref.saturating_sub(range), max_ref, &hints)?;
-        self.account(data.iter().map(|s| s.samples.len()).sum())?;
-        let series = data
-            .into_iter()
-            .map(|s| RawSeries {
-                labels: s.labels,
-                // By value: the standard library reuses the sample buffer in place (same size
-                // and alignment), so a day of samples is not copied a second time.
-                points: s
-                    .samples
-                    .into_iter()
-                    .filter(|x| !is_stale_nan(x.value))
-                    .map(|x| (x.timestamp_ms, x.value))
-                    .collect(),
-            })
-            .collect();
-        Ok(RangeArg { series, range, offset, at })
+        // Decoded lazily: the consumer accounts the samples as storage decodes them.
+        let set = self.store.select_lazy(&m, min_ref.saturating_sub(range), max_ref, &hints)?;
+        Ok(RangeArg { data: RangeData::Lazy(set), range, offset, at })
     }
 
     /// A subquery: the inner expression evaluated at steps aligned to multiples of the
     /// subquery step, covering every window the outer steps will ask for.
-    fn subquery(&mut self, sq: &SubqueryExpr, steps: &Steps) -> Result<RangeArg> {
+    fn subquery(&mut self, sq: &SubqueryExpr, steps: &Steps) -> Result<RangeArg<'a>> {
         let range = sq.range.as_millis() as i64;
         let step = sq.step.map(|d| d.as_millis() as i64).unwrap_or(DEFAULT_SUBQUERY_STEP_MS).max(1);
         let offset = offset_ms(&sq.offset);
@@ -315,6 +402,6 @@ impl<'a> Evaluator<'a> {
                 points: s.vals.iter().enumerate().filter_map(|(i, v)| v.map(|v| (inner.ts(i), v))).collect(),
             })
             .collect();
-        Ok(RangeArg { series, range, offset, at })
+        Ok(RangeArg { data: RangeData::Points(series), range, offset, at })
     }
 }

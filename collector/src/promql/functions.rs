@@ -268,12 +268,16 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr], steps: &Steps) -> 
         groups[gi].1.push((si, le));
     }
     let mut b = VectorBuilder::new(steps.len());
+    // Output series resolved once per group, and one bucket buffer for all steps.
+    let mut out_idx: Vec<Option<usize>> = vec![None; groups.len()];
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
     for (i, &q) in q.iter().enumerate() {
-        for (labels, members) in &groups {
-            let mut buckets: Vec<(f64, f64)> =
-                members.iter().filter_map(|&(si, le)| series[si].vals[i].map(|v| (le, v))).collect();
+        for (gi, (labels, members)) in groups.iter().enumerate() {
+            buckets.clear();
+            buckets.extend(members.iter().filter_map(|&(si, le)| series[si].vals[i].map(|v| (le, v))));
             if !buckets.is_empty() {
-                b.push(i, labels.clone(), bucket_quantile(q, &mut buckets))?;
+                let idx = *out_idx[gi].get_or_insert_with(|| b.series_index(labels.clone()));
+                b.push_at(i, idx, bucket_quantile(q, &mut buckets))?;
             }
         }
     }

@@ -11,7 +11,7 @@ mod error;
 mod eval;
 mod functions;
 mod json;
-mod parallel;
+pub(crate) mod parallel;
 mod range_functions;
 mod selector;
 mod value;

@@ -2,15 +2,15 @@
 //! irate/idelta, deriv/predict_linear, resets/changes, every `*_over_time`, and
 //! absent_over_time.
 
-use super::error::Result;
+use super::error::{QueryError, Result};
 use super::eval::{Evaluator, RangeArg, WindowCursor};
 use super::functions::absent_labels;
-use super::value::{Series, Steps, Value, check_unique_labels, kahan_inc, quantile};
+use super::value::{RawSeries, Series, Steps, Value, check_unique_labels, kahan_inc, quantile};
 use crate::storage::RollupFunc;
 use promql_parser::parser::Expr;
 
 /// What a range function sees at one step besides the window's samples.
-struct Window {
+struct Window<'r> {
     /// The step's evaluation time (Prometheus's `enh.Ts`).
     ts: i64,
     /// Window bounds `[start, end]` after offset and `@`.
@@ -19,6 +19,9 @@ struct Window {
     range_secs: f64,
     /// The step's value of the function's scalar argument, if it has one.
     param: f64,
+    /// rate/increase: the value before each counter reset inside the window, in order (found
+    /// once per series instead of rescanning every window at every step).
+    resets: &'r [f64],
 }
 
 type RangeFn = fn(&[(i64, f64)], &Window) -> Option<f64>;
@@ -82,7 +85,8 @@ pub(crate) fn rollup_for(name: &str) -> Option<RollupFunc> {
 pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &Steps) -> Result<Option<Value>> {
     if name == "absent_over_time" {
         let arg = ev.range_arg(args[0], steps)?;
-        return Ok(Some(absent_over_time(&arg, args[0], steps)));
+        let series = arg.to_series(ev)?;
+        return Ok(Some(absent_over_time(&arg, &series, args[0], steps)));
     }
     let Some(f) = lookup(name) else { return Ok(None) };
     // quantile_over_time takes its scalar first; predict_linear takes it second.
@@ -99,36 +103,88 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
     let range_secs = arg.range as f64 / 1000.0;
     let deadline = ev.deadline;
     let params = params.as_deref();
-    // Each series is independent: evaluated on all cores, then accounted in input order.
-    let per_series = super::parallel::map(&arg.series, |s| {
-        if std::time::Instant::now() > deadline {
-            return Err(super::error::QueryError::Timeout);
-        }
-        let mut vals = vec![None; steps.len()];
-        let mut any = false;
-        let mut window_samples = 0usize;
-        let mut cursor = WindowCursor::default();
-        for (i, ts) in steps.iter() {
-            let w = arg.window_at(s, ts, &mut cursor);
-            if w.is_empty() {
-                continue;
+    let counter = matches!(name, "rate" | "increase");
+    // Each series is decoded and evaluated on its own — on all cores when the selection is
+    // large — so only the series in flight are held in memory; results come back in input
+    // order and are accounted in that order.
+    let per_series = super::parallel::map_ranges(arg.len(), arg.is_large(), |r| {
+        let mut done: Vec<Result<(Option<Vec<Option<f64>>>, usize, usize)>> = Vec::with_capacity(r.len());
+        let (mut reset_at, mut reset_val) = (Vec::new(), Vec::new());
+        let walked = arg.for_each(r, &mut |_, points, decoded| {
+            if std::time::Instant::now() > deadline {
+                return Err(QueryError::Timeout);
             }
-            window_samples += w.len();
-            let end = arg.ref_time(ts);
-            let ctx = Window { ts, start: end - arg.range, end, range_secs, param: params.map_or(0.0, |p| p[i]) };
-            vals[i] = f(w, &ctx);
-            any |= vals[i].is_some();
+            reset_at.clear();
+            reset_val.clear();
+            if counter {
+                for (k, w) in points.windows(2).enumerate() {
+                    if w[1].1 < w[0].1 {
+                        reset_at.push(k + 1);
+                        reset_val.push(w[0].1);
+                    }
+                }
+            }
+            let mut vals = vec![None; steps.len()];
+            let mut any = false;
+            let mut window_samples = 0usize;
+            let mut cursor = WindowCursor::default();
+            // Resets strictly inside the window, `reset_at[ra..rb]`; both ends only advance.
+            let (mut ra, mut rb, mut prev_lo) = (0usize, 0usize, 0usize);
+            for (i, ts) in steps.iter() {
+                let w = arg.window_at(points, ts, &mut cursor);
+                if w.is_empty() {
+                    continue;
+                }
+                window_samples += w.len();
+                let b = cursor.bounds();
+                if b.start < prev_lo {
+                    (ra, rb) = (0, 0);
+                }
+                prev_lo = b.start;
+                while ra < reset_at.len() && reset_at[ra] <= b.start {
+                    ra += 1;
+                }
+                rb = rb.max(ra);
+                while rb < reset_at.len() && reset_at[rb] < b.end {
+                    rb += 1;
+                }
+                let end = arg.ref_time(ts);
+                let ctx = Window {
+                    ts,
+                    start: end - arg.range,
+                    end,
+                    range_secs,
+                    param: params.map_or(0.0, |p| p[i]),
+                    resets: &reset_val[ra..rb],
+                };
+                vals[i] = f(w, &ctx);
+                any |= vals[i].is_some();
+            }
+            done.push(Ok((any.then_some(vals), window_samples, decoded)));
+            Ok(())
+        });
+        if let Err(e) = walked {
+            done.push(Err(e));
         }
-        Ok((any.then_some(vals), window_samples))
+        done
     });
+    // The first error in input order is the one a sequential walk would have met.
+    let mut results = Vec::with_capacity(per_series.len());
+    let mut decoded = 0usize;
+    for r in per_series {
+        let (vals, window_samples, n) = r?;
+        decoded += n;
+        results.push((vals, window_samples));
+    }
+    ev.account(decoded)?;
     let mut out = Vec::new();
-    for (s, r) in arg.series.iter().zip(per_series) {
-        let (vals, window_samples) = r?;
+    for (i, (vals, window_samples)) in results.into_iter().enumerate() {
         // Prometheus holds each step's window in memory; count them against the limit.
         ev.account(window_samples)?;
         if let Some(vals) = vals {
             // Every range function drops the metric name except last_over_time.
-            let labels = if name == "last_over_time" { s.labels.clone() } else { s.labels.without_metric_name() };
+            let l = arg.labels(i);
+            let labels = if name == "last_over_time" { l.clone() } else { l.without_metric_name() };
             out.push(Series { labels, vals });
         }
     }
@@ -136,10 +192,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
     Ok(Some(Value::Vector(out)))
 }
 
-fn absent_over_time(arg: &RangeArg, expr: &Expr, steps: &Steps) -> Value {
+fn absent_over_time(arg: &RangeArg<'_>, series: &[RawSeries], expr: &Expr, steps: &Steps) -> Value {
     let vals: Vec<Option<f64>> = steps
         .iter()
-        .map(|(_, ts)| (!arg.series.iter().any(|s| !arg.window(s, ts).is_empty())).then_some(1.0))
+        .map(|(_, ts)| (!series.iter().any(|s| !arg.window(&s.points, ts).is_empty())).then_some(1.0))
         .collect();
     if vals.iter().all(Option::is_none) {
         return Value::Vector(Vec::new());
@@ -156,12 +212,10 @@ fn extrapolated_rate(p: &[(i64, f64)], w: &Window, is_counter: bool, is_rate: bo
     let (first, last) = (p[0], p[p.len() - 1]);
     let mut result = last.1 - first.1;
     if is_counter {
-        let mut last_value = 0.0;
-        for x in p {
-            if x.1 < last_value {
-                result += last_value;
-            }
-            last_value = x.1;
+        // Same additions in the same order as Prometheus's scan of the window (which also
+        // compares the first sample with 0 — only a negative first value, adding 0.0).
+        for &v in w.resets {
+            result += v;
         }
     }
     let mut duration_to_start = (first.0 - w.start) as f64 / 1000.0;

@@ -9,16 +9,19 @@
 //! value column per chunk; rollup blocks (`meta.resolution_ms > 0`) one per aggregate.
 //! `meta.version` is [`BLOCK_VERSION`]; blocks of any other version are refused, not misread.
 
-use super::codec::{decode_chunk, encode_chunk};
+use super::codec::{decode_chunk, decode_columns, encode_chunk};
 use super::encoding::{Cursor, DecodeError, put_bytes, put_uvarint, put_varint};
 use super::index::MemPostings;
 use super::wal::fsync_dir;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
 use tingzhen_core::{Label, Labels, Sample};
 
 /// The block format version written and the only one read: 2 = split timestamp/value page
@@ -298,6 +301,80 @@ impl BlockWriter {
     }
 }
 
+/// A decompressed page: the timestamp streams of its chunks, then their value streams.
+pub struct Page {
+    ts: Vec<u8>,
+    val: Vec<u8>,
+}
+
+impl Page {
+    fn bytes(&self) -> usize {
+        self.ts.capacity() + self.val.capacity()
+    }
+}
+
+/// Decompressed pages kept between queries: dashboards re-ask the same day of data at every
+/// refresh, and decompressing its pages was a third of such a query's time. Bounded, least
+/// recently used out first; the pages of a closed (compacted, expired) block leave with it.
+const PAGE_CACHE_BYTES: usize = 32 << 20;
+
+struct PageCache {
+    pages: HashMap<(u64, u32), (Arc<Page>, u64)>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl PageCache {
+    fn get(&mut self, uid: u64, page: u32) -> Option<Arc<Page>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.pages.get_mut(&(uid, page)).map(|(p, used)| {
+            *used = tick;
+            p.clone()
+        })
+    }
+
+    fn insert(&mut self, uid: u64, page: u32, p: Arc<Page>) {
+        if p.bytes() > PAGE_CACHE_BYTES / 4 {
+            return;
+        }
+        self.tick += 1;
+        self.bytes += p.bytes();
+        if let Some((old, _)) = self.pages.insert((uid, page), (p, self.tick)) {
+            self.bytes -= old.bytes();
+        }
+        while self.bytes > PAGE_CACHE_BYTES {
+            // At most a few hundred entries: a scan is cheaper than keeping an order.
+            let Some((&key, _)) = self.pages.iter().min_by_key(|(_, (_, used))| *used) else { break };
+            if let Some((old, _)) = self.pages.remove(&key) {
+                self.bytes -= old.bytes();
+            }
+        }
+    }
+
+    fn forget(&mut self, uid: u64) {
+        let mut freed = 0;
+        self.pages.retain(|(u, _), (p, _)| {
+            if *u == uid {
+                freed += p.bytes();
+                return false;
+            }
+            true
+        });
+        self.bytes -= freed;
+    }
+}
+
+static PAGE_CACHE: LazyLock<Mutex<PageCache>> =
+    LazyLock::new(|| Mutex::new(PageCache { pages: HashMap::new(), bytes: 0, tick: 0 }));
+static NEXT_UID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// One zstd decompression context per thread that reads pages, reused for every page.
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// An open block: meta, index in memory, chunks file handle.
 pub struct Block {
     pub dir: PathBuf,
@@ -312,6 +389,14 @@ pub struct Block {
     pub postings: MemPostings,
     file: File,
     pub disk_bytes: u64,
+    /// Process-unique id: the key of this block's pages in the page cache.
+    uid: u64,
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        PAGE_CACHE.lock().forget(self.uid);
+    }
 }
 
 impl Block {
@@ -437,6 +522,7 @@ impl Block {
             postings,
             file,
             disk_bytes: 0,
+            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -445,14 +531,22 @@ impl Block {
     }
 
     pub fn labels(&self, id: u32) -> Labels {
+        // Stored sorted, so no re-sorting is needed.
+        let v: Vec<Label> = self.label_pairs(id).map(|(n, v)| Label::new(n, v)).collect();
+        Labels::from_unsorted(v)
+    }
+
+    /// The (name, value) pairs of series `id`, sorted, without allocating: queries compare
+    /// series across blocks by these and build a `Labels` once per series, not per block.
+    pub fn label_pairs(&self, id: u32) -> impl Iterator<Item = (&str, &str)> + '_ {
         let i = id as usize;
         let (a, b) = (self.label_off[i] as usize, self.label_off[i + 1] as usize);
-        // Stored sorted, so no re-sorting is needed.
-        let v: Vec<Label> = self.labels[a..b]
-            .chunks_exact(2)
-            .map(|p| Label::new(&*self.symbols[p[0] as usize], &*self.symbols[p[1] as usize]))
-            .collect();
-        Labels::from_unsorted(v)
+        self.labels[a..b].chunks_exact(2).map(|p| (&*self.symbols[p[0] as usize], &*self.symbols[p[1] as usize]))
+    }
+
+    /// Whether series `id` has a chunk overlapping [mint, maxt], and how many (a cost estimate).
+    pub fn chunks_in(&self, id: u32, mint: i64, maxt: i64) -> usize {
+        self.chunk_metas(id).iter().filter(|c| c.max_t >= mint && c.min_t <= maxt).count()
     }
 
     pub fn chunk_metas(&self, id: u32) -> &[ChunkMeta] {
@@ -468,7 +562,21 @@ impl Block {
             + self.postings.memory_bytes()
     }
 
-    fn read_page(&self, page: u32) -> Result<Vec<u8>, BlockError> {
+    pub fn page_count(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// Reads, checks and decompresses page `page`: its timestamp section, then its values, in
+    /// one buffer (the layout maintenance's page caches use).
+    pub fn read_page(&self, page: u32) -> Result<Vec<u8>, BlockError> {
+        let p = self.load_page(page)?;
+        let mut raw = p.ts;
+        raw.extend_from_slice(&p.val);
+        Ok(raw)
+    }
+
+    /// Reads, checks and decompresses page `page` into its two sections.
+    fn load_page(&self, page: u32) -> Result<Page, BlockError> {
         let corrupt = |reason: String| BlockError::Corrupt { path: self.dir.clone(), reason };
         let p = self.pages.get(page as usize).ok_or_else(|| corrupt(format!("page {page} missing")))?;
         let mut buf = vec![0u8; p.len as usize];
@@ -478,15 +586,35 @@ impl Block {
             return Err(corrupt(format!("chunk page {page} checksum mismatch")));
         }
         let ts_len = (p.ts_len as usize).min(buf.len());
-        let mut raw = zstd::bulk::decompress(&buf[..ts_len], p.ts_raw_len as usize)
-            .map_err(|e| corrupt(format!("page {page}: {e}")))?;
-        let val = zstd::bulk::decompress(&buf[ts_len..], p.val_raw_len as usize)
-            .map_err(|e| corrupt(format!("page {page}: {e}")))?;
-        if raw.len() != p.ts_raw_len as usize || val.len() != p.val_raw_len as usize {
-            return Err(corrupt(format!("page {page} decompressed to the wrong size")));
+        // Straight into buffers of the recorded sizes, not zero-filled first, with this
+        // thread's decompression context (creating one per page cost more than small pages).
+        let mut ts = Vec::with_capacity(p.ts_raw_len as usize);
+        let mut val = Vec::with_capacity(p.val_raw_len as usize);
+        let done = DCTX.with(|d| -> std::io::Result<()> {
+            let mut d = d.borrow_mut();
+            let d = match &mut *d {
+                Some(d) => d,
+                none => none.insert(zstd::bulk::Decompressor::new()?),
+            };
+            d.decompress_to_buffer(&buf[..ts_len], &mut ts)?;
+            d.decompress_to_buffer(&buf[ts_len..], &mut val)?;
+            Ok(())
+        });
+        match done {
+            Ok(()) if ts.len() == p.ts_raw_len as usize && val.len() == p.val_raw_len as usize => Ok(Page { ts, val }),
+            Ok(()) => Err(corrupt(format!("page {page} decompressed to the wrong size"))),
+            Err(e) => Err(corrupt(format!("page {page}: {e}"))),
         }
-        raw.extend_from_slice(&val);
-        Ok(raw)
+    }
+
+    /// Page `page` from the process-wide page cache, decompressed and cached on a miss.
+    pub fn cached_page(&self, page: u32) -> Result<Arc<Page>, BlockError> {
+        if let Some(p) = PAGE_CACHE.lock().get(self.uid, page) {
+            return Ok(p);
+        }
+        let p = Arc::new(self.load_page(page)?);
+        PAGE_CACHE.lock().insert(self.uid, page, p.clone());
+        Ok(p)
     }
 
     /// Samples of series `id` within [mint, maxt]. `cache` keeps the last page read so a
@@ -530,6 +658,68 @@ impl Block {
             })?;
         }
         Ok(())
+    }
+
+    /// Columns `cols` of series `id` within [mint, maxt]: timestamps (decoded once per chunk)
+    /// appended to `ts`, column `cols[k]`'s values to `vals[k]` (rollup blocks), with pages
+    /// from `page` (see [`Block::samples_paged`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn columns(
+        &self,
+        id: u32,
+        cols: &[usize],
+        mint: i64,
+        maxt: i64,
+        mut page: impl FnMut(u32) -> Result<Arc<Page>, BlockError>,
+        ts: &mut Vec<i64>,
+        vals: &mut [Vec<f64>],
+    ) -> Result<(), BlockError> {
+        for c in self.chunk_metas(id) {
+            if c.max_t < mint || c.min_t > maxt {
+                continue;
+            }
+            let p = page(c.page)?;
+            let (t, v) = self.chunk_bytes(c, &p)?;
+            decode_columns(t, v, c.min_t, cols, mint, maxt, ts, vals).map_err(|e| BlockError::Corrupt {
+                path: self.dir.clone(),
+                reason: format!("chunk of series {id}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Like [`Block::samples`], with pages from `page` (the page cache, through a table of
+    /// the pages one query uses, shared by the threads decoding it).
+    pub fn samples_paged(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        mut page: impl FnMut(u32) -> Result<Arc<Page>, BlockError>,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), BlockError> {
+        for c in self.chunk_metas(id) {
+            if c.max_t < mint || c.min_t > maxt {
+                continue;
+            }
+            let p = page(c.page)?;
+            let (ts, vals) = self.chunk_bytes(c, &p)?;
+            decode_chunk(ts, vals, c.min_t, 0, out, mint, maxt).map_err(|e| BlockError::Corrupt {
+                path: self.dir.clone(),
+                reason: format!("chunk of series {id}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A chunk's timestamp and value bytes within its page.
+    fn chunk_bytes<'p>(&self, c: &ChunkMeta, p: &'p Page) -> Result<(&'p [u8], &'p [u8]), BlockError> {
+        let ts = p.ts.get(c.ts_off as usize..(c.ts_off + c.ts_len) as usize);
+        let vals = p.val.get(c.val_off as usize..(c.val_off + c.val_len) as usize);
+        match (ts, vals) {
+            (Some(ts), Some(vals)) => Ok((ts, vals)),
+            _ => Err(BlockError::Corrupt { path: self.dir.clone(), reason: format!("page {} too short", c.page) }),
+        }
     }
 
     /// Whether series `id` has a sample in [mint, maxt]; decodes only when chunk bounds

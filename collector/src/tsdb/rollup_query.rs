@@ -22,11 +22,22 @@
 //! A series absent for longer than an hour loses the increase across that gap in `inc`.
 
 use super::Tsdb;
-use super::rollup::{COL_COUNT, COL_INC, COL_LAST, COL_MAX, COL_MIN, COL_SUM, Window, aggregate, read_windows};
+use super::block::{Block, Page};
+use super::query::{PARALLEL_MIN_CHUNKS, Part, Planned};
+use super::rollup::{COL_COUNT, COL_INC, COL_LAST, COL_MAX, COL_MIN, COL_SUM, NCOLS, Window, aggregate};
 use crate::storage::{Queryable, RollupFunc, SelectHints, SeriesSamples, StorageError};
-use std::collections::BTreeMap;
+use std::cmp::Ordering as CmpOrdering;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tingzhen_core::{Labels, Matcher, Sample};
+
+/// One series of a rollup answer: its stored windows' places and its raw samples above the
+/// watermark (either may be missing).
+struct Job<'a> {
+    labels: Labels,
+    parts: Vec<Part>,
+    raw: Option<&'a [Sample]>,
+}
 
 fn corrupt(e: impl std::fmt::Display) -> StorageError {
     StorageError::Corrupt(e.to_string())
@@ -106,59 +117,107 @@ impl Tsdb {
         let res = self.rollup_ms;
         let cols = columns(func);
         let wm = self.rollup_watermark.load(Ordering::Acquire);
-        let mut merged: BTreeMap<Labels, Vec<Window>> = BTreeMap::new();
         // Stored windows (all below the watermark, stamped inside it).
-        let blocks: Vec<_> = self
+        let blocks: Vec<Arc<Block>> = self
             .rollups
             .read()
             .iter()
             .filter(|b| b.meta.min_t <= end_ms && b.meta.max_t >= start_ms)
             .cloned()
             .collect();
-        let mut buf = Vec::new();
-        for b in &blocks {
-            let mut cache = None;
-            for id in b.postings.select(matchers) {
-                buf.clear();
-                read_windows(b, id, cols, start_ms, end_ms.min(wm.saturating_sub(1)), &mut cache, &mut buf)
-                    .map_err(corrupt)?;
-                if !buf.is_empty() {
-                    merged.entry(b.labels(id)).or_default().extend_from_slice(&buf);
-                }
-            }
-        }
-        // Windows above the watermark, aggregated from raw data the same way.
+        let stored_end = end_ms.min(wm.saturating_sub(1));
+        let (planned, chunks) = self.plan(&blocks, matchers, start_ms, stored_end, false);
+        // Windows above the watermark are aggregated from raw data the same way.
         let lo = align_down(start_ms.saturating_sub(res - 1), res).max(wm);
-        if lo <= end_ms {
-            let from = lo.saturating_sub(super::rollup::lookback(res));
-            let hi = end_ms.saturating_add(1);
-            for s in self.select(matchers, from, end_ms)? {
-                buf.clear();
-                aggregate(&s.samples, lo, hi, res, &mut buf);
-                for w in &mut buf {
-                    if w.t > end_ms {
-                        w.t = w.last_t;
+        let raw = if lo <= end_ms {
+            self.select(matchers, lo.saturating_sub(super::rollup::lookback(res)), end_ms)?
+        } else {
+            Vec::new()
+        };
+        let jobs = merge_jobs(planned, &raw);
+        let run = |jobs: &[Job<'_>]| -> Vec<Result<Vec<Sample>, StorageError>> {
+            // The last page each block gave this thread (series of a block share pages).
+            let mut last: Vec<Option<(u32, Arc<Page>)>> = vec![None; blocks.len()];
+            let (mut ts, mut vals, mut wins) = (Vec::new(), vec![Vec::new(); cols.len()], Vec::new());
+            jobs.iter()
+                .map(|job| {
+                    wins.clear();
+                    for part in &job.parts {
+                        let Part::Block(bi, id) = *part else { continue };
+                        ts.clear();
+                        vals.iter_mut().for_each(Vec::clear);
+                        let b = &blocks[bi];
+                        let last = &mut last[bi];
+                        let page = |p: u32| match last {
+                            Some((n, page)) if *n == p => Ok(page.clone()),
+                            _ => {
+                                let page = b.cached_page(p)?;
+                                *last = Some((p, page.clone()));
+                                Ok(page)
+                            }
+                        };
+                        b.columns(id, cols, start_ms, stored_end, page, &mut ts, &mut vals).map_err(corrupt)?;
+                        wins.extend(ts.iter().enumerate().map(|(i, &t)| {
+                            let mut w = Window { t, last_t: t, cols: [f64::NAN; NCOLS] };
+                            for (k, &c) in cols.iter().enumerate() {
+                                w.cols[c] = vals[k][i];
+                            }
+                            w
+                        }));
                     }
-                }
-                buf.retain(|w| w.t >= start_ms && w.t <= end_ms);
-                if !buf.is_empty() {
-                    merged.entry(s.labels).or_default().extend_from_slice(&buf);
-                }
+                    if let Some(samples) = job.raw {
+                        let from = wins.len();
+                        aggregate(samples, lo, end_ms.saturating_add(1), res, &mut wins);
+                        // The newest, still-filling window is stamped at its last raw sample.
+                        for w in &mut wins[from..] {
+                            if w.t > end_ms {
+                                w.t = w.last_t;
+                            }
+                        }
+                        let mut k = from;
+                        for r in from..wins.len() {
+                            if wins[r].t >= start_ms && wins[r].t <= end_ms {
+                                wins[k] = wins[r];
+                                k += 1;
+                            }
+                        }
+                        wins.truncate(k);
+                    }
+                    if !wins.is_sorted_by_key(|w| w.t) {
+                        wins.sort_by_key(|w| w.t);
+                    }
+                    // During a rollup merge the old and new blocks may both be listed.
+                    wins.dedup_by_key(|w| w.t);
+                    Ok(render(func, &wins))
+                })
+                .collect()
+        };
+        let rendered =
+            crate::promql::parallel::map_ranges(jobs.len(), chunks >= PARALLEL_MIN_CHUNKS, |r| run(&jobs[r]));
+        let mut out = Vec::with_capacity(jobs.len());
+        for (job, samples) in jobs.into_iter().zip(rendered) {
+            let samples = samples?;
+            if !samples.is_empty() {
+                out.push(SeriesSamples { labels: job.labels, samples });
             }
         }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(labels, mut wins)| {
-                if !wins.is_sorted_by_key(|w| w.t) {
-                    wins.sort_by_key(|w| w.t);
-                }
-                // During a rollup merge the old and new blocks may both be listed.
-                wins.dedup_by_key(|w| w.t);
-                let samples = render(func, &wins);
-                (!samples.is_empty()).then_some(SeriesSamples { labels, samples })
-            })
-            .collect())
+        Ok(out)
     }
+}
+
+/// Merges the stored series and the raw ones (both sorted by labels) into one job per series.
+fn merge_jobs(planned: Vec<Planned>, raw: &[SeriesSamples]) -> Vec<Job<'_>> {
+    let mut jobs = Vec::with_capacity(planned.len().max(raw.len()));
+    let mut raw = raw.iter().peekable();
+    for p in planned {
+        while let Some(r) = raw.next_if(|r| r.labels < p.labels) {
+            jobs.push(Job { labels: r.labels.clone(), parts: Vec::new(), raw: Some(&r.samples) });
+        }
+        let same = raw.next_if(|r| r.labels.cmp(&p.labels) == CmpOrdering::Equal);
+        jobs.push(Job { labels: p.labels, parts: p.parts, raw: same.map(|r| r.samples.as_slice()) });
+    }
+    jobs.extend(raw.map(|r| Job { labels: r.labels.clone(), parts: Vec::new(), raw: Some(&r.samples) }));
+    jobs
 }
 
 fn align_down(t: i64, step: i64) -> i64 {
