@@ -52,6 +52,9 @@ pub struct SelectHints {
     pub func: Option<RollupFunc>,
 }
 
+/// What [`SeriesSet::for_each`] calls with each series' index and samples.
+pub type SeriesVisitor<'f> = dyn FnMut(usize, &[Sample]) -> Result<(), StorageError> + 'f;
+
 /// A selection whose samples are decoded on demand, a run of series at a time, so a caller
 /// that consumes series one by one (PromQL's range functions) never holds every sample of a
 /// day-long selection at once. Series are sorted by labels; one may turn out to have no sample
@@ -63,11 +66,7 @@ pub trait SeriesSet: Send + Sync {
     /// Calls `f(i, samples)` for each series `i` in `range`, in order; `samples` are sorted,
     /// staleness markers included, and only valid during the call. Safe to call from several
     /// threads at once for disjoint ranges.
-    fn for_each(
-        &self,
-        range: std::ops::Range<usize>,
-        f: &mut dyn FnMut(usize, &[Sample]) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError>;
+    fn for_each(&self, range: std::ops::Range<usize>, f: &mut SeriesVisitor<'_>) -> Result<(), StorageError>;
 
     /// Whether decoding is worth spreading over threads.
     fn is_large(&self) -> bool;
@@ -91,11 +90,7 @@ impl SeriesSet for MaterializedSet {
         &self.labels
     }
 
-    fn for_each(
-        &self,
-        range: std::ops::Range<usize>,
-        f: &mut dyn FnMut(usize, &[Sample]) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
+    fn for_each(&self, range: std::ops::Range<usize>, f: &mut SeriesVisitor<'_>) -> Result<(), StorageError> {
         for i in range {
             f(i, self.samples.get(i).map_or(&[], |s| s.as_slice()))?;
         }

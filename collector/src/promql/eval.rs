@@ -34,6 +34,9 @@ pub(crate) struct RangeArg<'s> {
     pub at: Option<i64>,
 }
 
+/// What [`RangeArg::for_each`] calls with each series' index, points and decoded count.
+pub(crate) type PointsVisitor<'f> = dyn FnMut(usize, &[(i64, f64)], usize) -> Result<()> + 'f;
+
 /// The series of a range-vector argument.
 pub(crate) enum RangeData<'s> {
     /// A subquery's points, already in memory.
@@ -70,11 +73,7 @@ impl RangeArg<'_> {
     /// staleness markers removed, and how many samples storage decoded for it (0 for points
     /// already in memory, which were accounted when they were evaluated). Decoding on
     /// several threads at once for disjoint ranges is fine.
-    pub fn for_each(
-        &self,
-        range: Range<usize>,
-        f: &mut dyn FnMut(usize, &[(i64, f64)], usize) -> Result<()>,
-    ) -> Result<()> {
+    pub fn for_each(&self, range: Range<usize>, f: &mut PointsVisitor<'_>) -> Result<()> {
         match &self.data {
             RangeData::Points(s) => {
                 for i in range {

@@ -26,6 +26,9 @@ struct Window<'r> {
 
 type RangeFn = fn(&[(i64, f64)], &Window) -> Option<f64>;
 
+/// One series' result: its values (None when it has none), window samples, samples decoded.
+type SeriesOutcome = (Option<Vec<Option<f64>>>, usize, usize);
+
 fn lookup(name: &str) -> Option<RangeFn> {
     Some(match name {
         "rate" => |p, w| extrapolated_rate(p, w, true, true),
@@ -108,7 +111,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], steps: &S
     // large — so only the series in flight are held in memory; results come back in input
     // order and are accounted in that order.
     let per_series = super::parallel::map_ranges(arg.len(), arg.is_large(), |r| {
-        let mut done: Vec<Result<(Option<Vec<Option<f64>>>, usize, usize)>> = Vec::with_capacity(r.len());
+        let mut done: Vec<Result<SeriesOutcome>> = Vec::with_capacity(r.len());
         let (mut reset_at, mut reset_val) = (Vec::new(), Vec::new());
         let walked = arg.for_each(r, &mut |_, points, decoded| {
             if std::time::Instant::now() > deadline {

@@ -219,14 +219,15 @@ impl<'a> BitReader<'a> {
         // Fast path: the n bits lie within the 8 bytes from the current one (always, for
         // n <= 56, away from the buffer's end): one big-endian load and two shifts instead of
         // a loop over bytes (Gorilla values are 10–60 bits; the loop dominated head reads).
-        if n > 0 && n <= 56 {
-            if let Some(w) = self.buf.get(byte..byte + 8) {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(w);
-                let v = (u64::from_be_bytes(b) << (self.pos & 7)) >> (64 - n);
-                self.pos += n;
-                return Ok(v);
-            }
+        if n > 0
+            && n <= 56
+            && let Some(w) = self.buf.get(byte..byte + 8)
+        {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            let v = (u64::from_be_bytes(b) << (self.pos & 7)) >> (64 - n);
+            self.pos += n;
+            return Ok(v);
         }
         let mut v: u64 = 0;
         let mut left = n;

@@ -13,7 +13,7 @@
 use super::Tsdb;
 use super::block::{Block, Page};
 use super::head::MemSeries;
-use crate::storage::{MaterializedSet, Queryable, SelectHints, SeriesSamples, SeriesSet, StorageError};
+use crate::storage::{MaterializedSet, Queryable, SelectHints, SeriesSamples, SeriesSet, SeriesVisitor, StorageError};
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -94,11 +94,7 @@ impl SeriesSet for RawSet {
         &self.labels
     }
 
-    fn for_each(
-        &self,
-        range: Range<usize>,
-        f: &mut dyn FnMut(usize, &[Sample]) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
+    fn for_each(&self, range: Range<usize>, f: &mut SeriesVisitor<'_>) -> Result<(), StorageError> {
         let mut buf = Vec::new();
         for i in range {
             self.decode(i, &mut buf)?;
