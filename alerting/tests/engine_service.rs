@@ -12,6 +12,7 @@ use tingzhen_alerting::eval::Clock;
 use tingzhen_alerting::{Alerting, AlertingConfig};
 use tingzhen_core::Labels;
 use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::{TestStore, fresh_db};
 use tingzhen_core::query::{InstantSample, MetricsQuery, MetricsQueryError};
 use tingzhen_core::token::Scope;
 use tower::ServiceExt;
@@ -109,7 +110,7 @@ fn deliveries(r: &Rig) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_api_validates_before_saving_and_checks_scopes() {
-    let r = rig(Arc::new(Db::open_in_memory().unwrap()));
+    let r = rig(Arc::new(fresh_db()));
     let (admin, reader) = (r.admin.clone(), r.reader.clone());
     let group = json!({"name": "ward", "interval": "10s", "rules": [
         {"alert": "TooHot", "expr": "temp > 40", "for": "1m", "labels": {"severity": "critical"},
@@ -179,7 +180,7 @@ async fn rules_api_validates_before_saving_and_checks_scopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_reaches_the_outbox_once_and_summaries_count_it() {
-    let r = rig(Arc::new(Db::open_in_memory().unwrap()));
+    let r = rig(Arc::new(fresh_db()));
     let firing = json!([{"labels": {"alertname": "PromDiskFull", "host": "db-1", "severity": "warning", "campus": "east"},
                          "annotations": {"summary": "disk"}, "generatorURL": "http://prom:9090/graph"}]);
     assert_eq!(
@@ -247,9 +248,8 @@ async fn intake_reaches_the_outbox_once_and_summaries_count_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_neither_repages_nor_forgets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let r = rig(Arc::new(Db::open(&path).unwrap()));
+    let store = TestStore::new();
+    let r = rig(Arc::new(store.open()));
     let group = json!({"name": "ward", "interval": "1h", "rules": [{"alert": "TooHot", "expr": "temp > 40"}]});
     assert_eq!(
         call(&r, "POST", "/api/v1/alerting/rules", Some(&r.admin), json_body(group)).await.0,
@@ -287,7 +287,7 @@ async fn a_restart_neither_repages_nor_forgets() {
     drop(r);
 
     now.fetch_add(30_000, Ordering::SeqCst);
-    let again = open(Arc::new(Db::open(&path).unwrap()), now.clone(), gauge.clone());
+    let again = open(Arc::new(store.open()), now.clone(), gauge.clone());
     let a2 = again.clone();
     tokio::task::spawn_blocking(move || a2.resume().unwrap()).await.unwrap();
     evaluate(&again).await;

@@ -39,7 +39,7 @@ async fn firing_and_resolved_emails_arrive_with_subject_and_body() {
     let maildir = dir.path().join("mail");
     let smtp = SmtpServer::start(free_port(), &maildir);
     let cfg = config(&smtp_config(smtp.port));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
 
     assert!(run.outbox.enqueue(&firing("k-fire", "oncall")).unwrap());
     let resolved = notification(

@@ -30,8 +30,8 @@ channels = [{{ type = "email", to = ["ops@hospital.example"] }}]
     )
 }
 
-async fn deliver_one(dir: &Path, cfg: &str, smtp: &SmtpServer) {
-    let run = Running::start(&config(cfg), open_db(&dir.join("tz.db")));
+async fn deliver_one(cfg: &str, smtp: &SmtpServer) {
+    let run = Running::start(&config(cfg), test_db());
     run.outbox.enqueue(&firing("tls1", "oncall")).unwrap();
     wait_until("email over TLS", || smtp.messages().len() == 1).await;
     wait_until("receipt", || run.records().iter().all(|d| d.outcome == DeliveryState::Sent)).await;
@@ -46,7 +46,7 @@ async fn starttls_with_the_intranet_ca_delivers() {
     let port = free_port();
     let (cert, key) = (p.cert.to_str().unwrap(), p.key.to_str().unwrap());
     let smtp = SmtpServer::start_with(port, &dir.path().join("mail"), &["--tlscert", cert, "--tlskey", key]);
-    deliver_one(dir.path(), &tls_config(port, "starttls", Some(&p.ca)), &smtp).await;
+    deliver_one(&tls_config(port, "starttls", Some(&p.ca)), &smtp).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +56,7 @@ async fn implicit_tls_with_the_intranet_ca_delivers() {
     let port = free_port();
     let (cert, key) = (p.cert.to_str().unwrap(), p.key.to_str().unwrap());
     let smtp = SmtpServer::start_with(port, &dir.path().join("mail"), &["--smtpscert", cert, "--smtpskey", key]);
-    deliver_one(dir.path(), &tls_config(port, "tls", Some(&p.ca)), &smtp).await;
+    deliver_one(&tls_config(port, "tls", Some(&p.ca)), &smtp).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +66,7 @@ async fn unknown_certificate_is_refused_and_nothing_is_sent() {
     let port = free_port();
     let (cert, key) = (p.cert.to_str().unwrap(), p.key.to_str().unwrap());
     let smtp = SmtpServer::start_with(port, &dir.path().join("mail"), &["--tlscert", cert, "--tlskey", key]);
-    let run = Running::start(&config(&tls_config(port, "starttls", None)), open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&config(&tls_config(port, "starttls", None)), test_db());
     run.outbox.enqueue(&firing("tls2", "oncall")).unwrap();
     wait_until("several refused attempts", || run.records().iter().all(|d| d.attempts >= 3)).await;
     let r = run.records();

@@ -90,7 +90,7 @@ async fn https_webhook_with_the_private_ca_is_delivered() {
     let port = free_port();
     let out = dir.path().join("received");
     let _srv = https_server(port, &p, &out);
-    let run = Running::start(&config(&hook_config(port, dir.path(), Some(&p.ca))), open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&config(&hook_config(port, dir.path(), Some(&p.ca))), test_db());
     run.outbox.enqueue(&firing("h1", "hook")).unwrap();
     wait_until("delivered over HTTPS", || run.records().iter().all(|d| d.outcome == DeliveryState::Sent)).await;
     run.stop().await;
@@ -104,7 +104,7 @@ async fn https_webhook_with_an_unknown_ca_is_refused() {
     let port = free_port();
     let out = dir.path().join("received");
     let _srv = https_server(port, &p, &out);
-    let run = Running::start(&config(&hook_config(port, dir.path(), None)), open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&config(&hook_config(port, dir.path(), None)), test_db());
     run.outbox.enqueue(&firing("h2", "hook")).unwrap();
     wait_until("several refused attempts", || run.records().iter().all(|d| d.attempts >= 3)).await;
     let r = run.records();

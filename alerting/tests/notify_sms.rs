@@ -76,7 +76,7 @@ async fn aliyun_tencent_and_http_sms_are_signed_and_within_limits() {
     let fake = fake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&sms_config(&fake.url(), dir.path()));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     for (k, r) in [("s1", "ali"), ("s2", "tc"), ("s3", "gw"), ("s4", "ali")] {
         assert!(run.outbox.enqueue(&long_notification(k, r)).unwrap());
     }
@@ -131,7 +131,7 @@ async fn wrong_secrets_fail_the_signature_checks() {
     let text = sms_config(&fake.url(), dir.path());
     secret(dir.path(), "ali.secret", "not-the-secret");
     secret(dir.path(), "tc.key", "not-the-key");
-    let run = Running::start(&config(&text), open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&config(&text), test_db());
     run.outbox.enqueue(&long_notification("bad1", "ali")).unwrap();
     run.outbox.enqueue(&long_notification("bad2", "tc")).unwrap();
     wait_until("both dead", || {

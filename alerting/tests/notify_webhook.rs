@@ -27,7 +27,7 @@ channels = [{{ type = "webhook", webhook = "ops" }}]
 "#,
         fake.url()
     ));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     let alerts = vec![
         alert("DiskFull", "critical", "his-db-01", AlertState::Resolved),
         alert("DiskFull", "critical", "his-db-02", AlertState::Resolved),

@@ -46,7 +46,7 @@ async fn robot_markdown_over_4096_bytes_is_split_on_lines() {
     let fake = fake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&wecom_config(&fake.url(), dir.path()));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
 
     let alerts: Vec<_> = (0..60)
         .map(|i| {
@@ -98,7 +98,7 @@ async fn robot_retry_resumes_after_the_accepted_pieces() {
     fake.state.robot_busy_at.store(2, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&wecom_config(&fake.url(), dir.path()));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     let alerts: Vec<_> = (0..60)
         .map(|i| {
             alert(&format!("Mem{i:02}"), "critical", &format!("his-app-{i:02}-内存使用率持续过高"), AlertState::Firing)
@@ -126,7 +126,7 @@ async fn app_message_token_is_cached_and_refreshed_after_expiry() {
     let fake = fake::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&wecom_config(&fake.url(), dir.path()));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     let st = fake.state.clone();
 
     run.outbox.enqueue(&firing("a1", "app")).unwrap();
@@ -162,7 +162,7 @@ async fn app_token_is_refreshed_when_its_lifetime_ends() {
     fake.state.token_ttl_s.store(301, Ordering::SeqCst); // 1 s after the 300 s margin
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&wecom_config(&fake.url(), dir.path()));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     let st = fake.state.clone();
     run.outbox.enqueue(&firing("t1", "app")).unwrap();
     wait_until("first app message", || st.of("app").len() == 1).await;

@@ -64,7 +64,7 @@ async fn failing_channel_dead_letters_then_fallback_then_api_retry() {
     fake.state.webhook_broken.store(1, Ordering::SeqCst); // 503 forever
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&chain_config(&fake.url(), dir.path()));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     let app = api_router(run.outbox.clone());
 
     assert!(run.outbox.enqueue(&firing("f1", "chain")).unwrap());
@@ -119,7 +119,7 @@ async fn rejected_everywhere_ends_as_a_dead_notification() {
     fake.state.webhook_broken.store(2, Ordering::SeqCst); // 400: rejected, not retried
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&chain_config(&fake.url(), dir.path()));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     let app = api_router(run.outbox.clone());
     run.outbox.enqueue(&firing("d1", "doomed")).unwrap();
     wait_until("both channels dead", || {
@@ -139,9 +139,8 @@ async fn rejected_everywhere_ends_as_a_dead_notification() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_without_channels_records_the_notification_and_sends_nothing() {
-    let dir = tempfile::tempdir().unwrap();
     let cfg = config("[[receivers]]\nname = \"console\"\nchannels = []\n");
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     let app = api_router(run.outbox.clone());
     assert!(run.outbox.enqueue(&firing("n1", "console")).unwrap());
     assert!(!run.outbox.enqueue(&firing("n1", "console")).unwrap(), "stored once");

@@ -9,6 +9,7 @@ use notify_common::*;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use tingzhen_alerting::outbox::{DeliveryState, dedup_id};
+use tingzhen_core::db::testing::TestStore;
 
 fn hook_config(base: &str, dir: &std::path::Path) -> String {
     let token = secret(dir, "hook.token", HOOK_TOKEN).file.unwrap();
@@ -44,10 +45,10 @@ async fn restart_mid_queue_delivers_each_notification_exactly_once() {
     fake.state.webhook_delay_ms.store(100, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&hook_config(&fake.url(), dir.path()));
-    let db_path = dir.path().join("tz.db");
+    let store = TestStore::new();
     const N: usize = 20;
 
-    let run = Running::start(&cfg, open_db(&db_path));
+    let run = Running::start(&cfg, open_db(&store));
     for i in 0..N {
         assert!(run.outbox.enqueue(&firing(&format!("r{i}"), "hook")).unwrap());
     }
@@ -56,7 +57,7 @@ async fn restart_mid_queue_delivers_each_notification_exactly_once() {
     let before = fake.state.of("hook").len();
     assert!(before < N, "the stop must come mid-queue ({before} of {N} sent)");
 
-    let run = Running::start(&cfg, open_db(&db_path));
+    let run = Running::start(&cfg, open_db(&store));
     // Re-flushing the same group state after the restart is a no-op.
     assert!(!run.outbox.enqueue(&firing("r0", "hook")).unwrap());
     assert!(!run.outbox.enqueue(&firing(&format!("r{}", N - 1), "hook")).unwrap());
@@ -79,15 +80,15 @@ async fn delivery_in_flight_at_a_crash_is_resent_with_the_same_key() {
     fake.state.webhook_delay_ms.store(800, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&hook_config(&fake.url(), dir.path()));
-    let db_path = dir.path().join("tz.db");
+    let store = TestStore::new();
 
-    let run = Running::start(&cfg, open_db(&db_path));
+    let run = Running::start(&cfg, open_db(&store));
     run.outbox.enqueue(&firing("c1", "hook")).unwrap();
     wait_until("send in flight", || run.records().iter().any(|d| d.outcome == DeliveryState::Sending)).await;
     run.crash();
 
     fake.state.webhook_delay_ms.store(0, Ordering::SeqCst);
-    let run = Running::start(&cfg, open_db(&db_path));
+    let run = Running::start(&cfg, open_db(&store));
     wait_until("delivered after restart", || run.records().iter().any(|d| d.outcome == DeliveryState::Sent)).await;
     let records = run.records();
     run.stop().await;
@@ -108,9 +109,9 @@ async fn pending_delivery_of_a_removed_receiver_becomes_a_dead_letter() {
     let fake = fake::start().await;
     fake.state.webhook_broken.store(1, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("tz.db");
+    let store = TestStore::new();
     let cfg = config(&hook_config(&fake.url(), dir.path()));
-    let run = Running::start(&cfg, open_db(&db_path));
+    let run = Running::start(&cfg, open_db(&store));
     run.outbox.enqueue(&firing("gone", "hook")).unwrap();
     wait_until("a failed attempt", || {
         run.records().iter().any(|d| d.attempts >= 1 && d.outcome == DeliveryState::Pending)
@@ -119,7 +120,7 @@ async fn pending_delivery_of_a_removed_receiver_becomes_a_dead_letter() {
     run.stop().await;
 
     let other = config(&hook_config(&fake.url(), dir.path()).replace("name = \"hook\"", "name = \"other\""));
-    let run = Running::start(&other, open_db(&db_path));
+    let run = Running::start(&other, open_db(&store));
     wait_until("dead letter", || run.records().iter().all(|d| d.outcome == DeliveryState::Dead)).await;
     let r = run.records();
     run.stop().await;

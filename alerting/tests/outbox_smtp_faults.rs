@@ -30,7 +30,7 @@ name = "oncall"
 channels = [{{ type = "email", to = ["ops@hospital.example"] }}]
 "#
     ));
-    let run = Running::start(&cfg, open_db(&dir.path().join("tz.db")));
+    let run = Running::start(&cfg, test_db());
     const N: usize = 8;
     for i in 0..N {
         assert!(run.outbox.enqueue(&firing(&format!("k{i}"), "oncall")).unwrap());

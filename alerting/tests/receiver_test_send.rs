@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tingzhen_alerting::api::receivers::TEST_ALERTNAME;
 use tingzhen_alerting::{Alerting, AlertingConfig};
-use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::fresh_db;
 use tingzhen_core::query::{InstantSample, MetricsQuery, MetricsQueryError};
 use tingzhen_core::token::Scope;
 use tower::ServiceExt;
@@ -68,7 +68,7 @@ bearer = {{ file = "{token}" }}
         broken.url()
     ))
     .unwrap();
-    let db = Arc::new(Db::open(&dir.path().join("tz.db")).unwrap());
+    let db = Arc::new(fresh_db());
     let admin = db.create_token("admin", &[Scope::Admin], &[]).unwrap().plaintext;
     let reader = db.create_token("reader", &[Scope::Query], &[]).unwrap().plaintext;
     let alerting = Arc::new(Alerting::open(&config, db, Arc::new(NoMetrics)).unwrap());

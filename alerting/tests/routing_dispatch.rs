@@ -8,7 +8,7 @@ use routing_common::*;
 use std::sync::Arc;
 use tingzhen_alerting::model::NotificationStatus;
 use tingzhen_alerting::routing::{AckTarget, Dispatcher, SilenceSpec};
-use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::{TestStore, fresh_db};
 
 const TREE: &str = r#"
 [route]
@@ -328,18 +328,17 @@ fn routing_escalation_runs_all_steps_when_nobody_acks() {
 
 #[test]
 fn routing_restart_on_the_same_database_does_not_repage() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tingzhen.db");
+    let store = TestStore::new();
     let cfg = config(ESCALATION);
     let t0 = at("2025-03-04 10:00");
     let a = [("alertname", "HisDown")];
     let first = {
-        let d = Dispatcher::open(&cfg, Arc::new(Db::open(&path).unwrap())).unwrap();
+        let d = Dispatcher::open(&cfg, Arc::new(store.open())).unwrap();
         let sent = d.process(&[firing(&a, t0)], t0);
         assert_eq!(sent.len(), 1);
         sent[0].clone()
     };
-    let d = Dispatcher::open(&cfg, Arc::new(Db::open(&path).unwrap())).unwrap();
+    let d = Dispatcher::open(&cfg, Arc::new(store.open())).unwrap();
     // The engine hands over its restored firing alerts again: nothing new to say.
     assert!(d.process(&[firing(&a, t0)], t0 + MIN).is_empty());
     assert!(d.tick(t0 + 2 * MIN).is_empty());
@@ -374,7 +373,7 @@ fn routing_keys_are_deterministic_for_the_same_history() {
 fn routing_bad_configs_name_the_field() {
     let err = |text: &str| match toml::from_str::<tingzhen_alerting::routing::RoutingConfig>(text) {
         Err(e) => e.to_string(),
-        Ok(cfg) => Dispatcher::open(&cfg, Arc::new(Db::open_in_memory().unwrap())).unwrap_err().to_string(),
+        Ok(cfg) => Dispatcher::open(&cfg, Arc::new(fresh_db())).unwrap_err().to_string(),
     };
     let cases = [
         ("[route]\nreceiver = \"a\"\ngroup_wiat = \"1s\"", "group_wiat"),
@@ -454,13 +453,12 @@ fn routing_reconfigure_reroutes_alerts_of_removed_routes() {
 
 #[test]
 fn routing_silences_acks_and_calendar_edits_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tingzhen.db");
+    let store = TestStore::new();
     let cfg = config(ESCALATION);
     let t0 = at("2025-03-04 10:00");
     let a = [("alertname", "HisDown"), ("host", "his-app1")];
     let silence_id = {
-        let d = Dispatcher::open(&cfg, Arc::new(Db::open(&path).unwrap())).unwrap();
+        let d = Dispatcher::open(&cfg, Arc::new(store.open())).unwrap();
         let key = d.process(&[firing(&a, t0)], t0)[0].group_key.clone();
         d.ack(&AckTarget::Group(key), "wang.fang", "", t0 + MIN).unwrap();
         d.set_calendar_day("2025-03-12", tingzhen_alerting::calendar::DayKind::Holiday, "院庆", "admin", t0).unwrap();
@@ -468,7 +466,7 @@ fn routing_silences_acks_and_calendar_edits_survive_a_restart() {
             .unwrap()
             .id
     };
-    let d = Dispatcher::open(&cfg, Arc::new(Db::open(&path).unwrap())).unwrap();
+    let d = Dispatcher::open(&cfg, Arc::new(store.open())).unwrap();
     assert!(!d.calendar_day("2025-03-12").unwrap().workday);
     assert_eq!(d.silence(&silence_id, t0 + MIN).unwrap().0.created_by, "li.na");
     assert_eq!(d.acks_between(t0, t0 + 2 * MIN).unwrap().len(), 1);
@@ -476,4 +474,52 @@ fn routing_silences_acks_and_calendar_edits_survive_a_restart() {
     assert!(run_until(&d, t0 + 40 * MIN).is_empty());
     let b = [("alertname", "PgDown"), ("host", "lis-db1")];
     assert!(d.process(&[firing(&b, t0 + 41 * MIN)], t0 + 41 * MIN).is_empty(), "the silence still mutes");
+}
+
+/// Two dispatchers on one database (two processes, or PostgreSQL's pooled connections) doing
+/// the same thing at the same moment: the emitted notification is stored once and neither
+/// save fails, and two silences that hash to the same first id both survive under distinct
+/// ids (one is never overwritten by the other).
+#[test]
+fn routing_two_dispatchers_on_one_database_neither_fail_nor_overwrite() {
+    let store = TestStore::new();
+    let cfg = config(ESCALATION);
+    let t0 = at("2025-03-04 10:00");
+    let a = [("alertname", "HisDown")];
+    let both = [
+        Dispatcher::open(&cfg, Arc::new(store.open())).unwrap(),
+        Dispatcher::open(&cfg, Arc::new(store.open())).unwrap(),
+    ];
+    let start = std::sync::Barrier::new(2);
+    let (sent, ids): (Vec<_>, Vec<_>) = std::thread::scope(|s| {
+        let runs: Vec<_> = both
+            .iter()
+            .map(|d| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    let sent = d.process(&[firing(&a, t0)], t0);
+                    let id = d
+                        .create_silence(
+                            &SilenceSpec { duration: Some("1h".parse().unwrap()), ..spec(&[r#"host="lis-db1""#]) },
+                            t0,
+                        )
+                        .unwrap()
+                        .id;
+                    (sent, id)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).unzip()
+    });
+    // Same history, same key: each dispatcher emitted the same notification.
+    assert_eq!(sent[0].len(), 1);
+    assert_eq!(sent[0][0].idempotency_key, sent[1][0].idempotency_key);
+    assert_eq!(both.iter().map(Dispatcher::store_failures).sum::<u64>(), 0, "a save failed on the shared key");
+    assert_ne!(ids[0], ids[1], "the second silence took a fresh id");
+    let reopened = Dispatcher::open(&cfg, Arc::new(store.open())).unwrap();
+    assert_eq!(reopened.replay(t0 + MIN).unwrap().len(), 1, "the emitted notification is stored once");
+    for id in &ids {
+        assert!(reopened.silence(id, t0 + MIN).is_ok(), "silence {id} was kept");
+    }
 }

@@ -6,7 +6,7 @@ mod routing_common;
 use routing_common::*;
 use std::sync::Arc;
 use tingzhen_alerting::routing::{Dispatcher, RoutingConfig};
-use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::fresh_db;
 
 fn doc_config() -> RoutingConfig {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/alerting-routing.md");
@@ -20,7 +20,7 @@ fn doc_config() -> RoutingConfig {
 
 #[test]
 fn routing_docs_example_routes_as_described() {
-    let d = Dispatcher::open(&doc_config(), Arc::new(Db::open_in_memory().unwrap())).unwrap();
+    let d = Dispatcher::open(&doc_config(), Arc::new(fresh_db())).unwrap();
     let mut receivers = d.receivers_referenced();
     receivers.sort();
     assert_eq!(
@@ -63,7 +63,7 @@ fn routing_deploy_example_section_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tingzhen.example.toml");
     let value: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let cfg: RoutingConfig = value["alerting"]["routing"].clone().try_into().unwrap();
-    let d = Dispatcher::open(&cfg, Arc::new(Db::open_in_memory().unwrap())).unwrap();
+    let d = Dispatcher::open(&cfg, Arc::new(fresh_db())).unwrap();
     let mut receivers = d.receivers_referenced();
     receivers.sort();
     assert_eq!(receivers, vec!["dba", "infra-oncall"], "only receivers the example's notify section defines");

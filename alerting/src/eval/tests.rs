@@ -3,7 +3,7 @@ use crate::model::AlertState;
 use crate::rules::{DEFAULT_INTERVAL, parse_file};
 use std::sync::atomic::AtomicI64;
 use tingzhen_core::Labels;
-use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::fresh_db;
 use tingzhen_core::query::{IngestObserver, MetricsQueryError};
 use tokio::sync::mpsc;
 
@@ -68,7 +68,7 @@ fn rig(debounce: Duration) -> Rig {
     let (calls_tx, calls) = mpsc::unbounded_channel();
     let (alerts_tx, alerts) = mpsc::unbounded_channel();
     let gauge = Arc::new(Gauge { value: Mutex::new(None), calls: calls_tx, hold: Mutex::new(None) });
-    let state = Arc::new(AlertStore::open(Arc::new(Db::open_in_memory().unwrap())).unwrap());
+    let state = Arc::new(AlertStore::open(Arc::new(fresh_db())).unwrap());
     let now = Arc::new(AtomicI64::new(1_000_000));
     let clock: Clock = Arc::new(move || now.load(Ordering::SeqCst));
     let evaluator = Arc::new(Evaluator::new(gauge.clone(), state, Arc::new(Recorder(alerts_tx)), clock));

@@ -1,8 +1,8 @@
-//! The durable outbox: every notification is stored (SQLite) before any send, delivered at
-//! least once per channel with retry and exponential backoff, deduplicated by idempotency key
-//! and receiver, moved along the receiver's fallback chain when a channel ends dead, and
-//! finished as a receipt or a dead letter. The delivery loop wakes on enqueue, so the happy
-//! path has no polling delay; timers only drive retries.
+//! The durable outbox: every notification is stored (relational store: SQLite or PostgreSQL)
+//! before any send, delivered at least once per channel with retry and exponential backoff,
+//! deduplicated by idempotency key and receiver, moved along the receiver's fallback chain
+//! when a channel ends dead, and finished as a receipt or a dead letter. The delivery loop
+//! wakes on enqueue, so the happy path has no polling delay; timers only drive retries.
 //!
 //! Crash window: a delivery is marked in flight (and its attempt counted) before the send. If
 //! the process dies after the provider accepted the message but before the receipt is stored,
@@ -37,8 +37,6 @@ pub enum OutboxError {
     Template(#[from] TemplateError),
     #[error("outbox store: {0}")]
     Db(#[from] DbError),
-    #[error("outbox store: {0}")]
-    Sqlite(#[from] tingzhen_core::db::rusqlite::Error),
     #[error("outbox payload: {0}")]
     Json(#[from] serde_json::Error),
     #[error("notification for receiver {0:?}, which is not configured in [alerting.notify]")]

@@ -1,6 +1,6 @@
 //! The `Dispatcher`: takes alert state changes, keeps the groups, and returns the
 //! notifications due at `now_ms`. One lock around all routing state; every change is written
-//! to SQLite (with the notifications it produced) before the notifications are returned.
+//! to the store (with the notifications it produced) before the notifications are returned.
 
 use super::group::{Gate, Group};
 use super::inhibit::InhibitIndex;

@@ -21,15 +21,22 @@ impl Dispatcher {
     /// Creates a silence; it takes effect at the next `process`/`tick`.
     pub fn create_silence(&self, spec: &SilenceSpec, now_ms: i64) -> Result<Silence, RoutingError> {
         let mut inner = self.inner.lock();
-        let mut id = Self::new_id(&mut inner, spec, now_ms);
-        while inner.silences.contains_key(&id) || self.store.silence_exists(&id)? {
-            id = Self::new_id(&mut inner, spec, now_ms);
+        loop {
+            // Each try hashes a higher sequence number, so a taken id is never tried twice.
+            let id = Self::new_id(&mut inner, spec, now_ms);
+            if inner.silences.contains_key(&id) {
+                continue;
+            }
+            let s = spec.build(id.clone(), now_ms, now_ms)?;
+            // Insert-if-absent in one statement: an id another process on the same database
+            // took meanwhile is skipped, never overwritten.
+            if !self.store.insert_silence(&s.silence)? {
+                continue;
+            }
+            let out = s.silence.clone();
+            inner.silences.insert(id, s);
+            return Ok(out);
         }
-        let s = spec.build(id.clone(), now_ms, now_ms)?;
-        self.store.put_silence(&s.silence)?;
-        let out = s.silence.clone();
-        inner.silences.insert(id, s);
-        Ok(out)
     }
 
     /// Replaces a silence that has not expired.

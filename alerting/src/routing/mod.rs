@@ -1,8 +1,8 @@
 //! Routing: from alert state changes to the notifications due now. The route tree picks
 //! receivers and groups (`tree`), groups wait and batch (`group`), inhibition and silences
 //! mute (`inhibit`, `silence`), time windows hold or mute (over `crate::calendar`),
-//! unacknowledged groups escalate, and everything a restart must remember is in SQLite
-//! (`store`). `Dispatcher` is the one entry point; `api` is its HTTP surface.
+//! unacknowledged groups escalate, and everything a restart must remember is in the
+//! relational store (`store`). `Dispatcher` is the one entry point; `api` is its HTTP surface.
 //!
 //! Every function that depends on time takes `now_ms`; nothing here reads the wall clock
 //! except the API edge (through the dispatcher's replaceable clock).
@@ -39,8 +39,6 @@ pub enum RoutingError {
     NotFound { what: &'static str, id: String },
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("routing store: {0}")]
-    Sqlite(#[from] tingzhen_core::db::rusqlite::Error),
     #[error("routing store holds an unreadable {what}: {message}")]
     Corrupt { what: &'static str, message: String },
 }

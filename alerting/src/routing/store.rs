@@ -1,6 +1,12 @@
-//! SQLite persistence for routing: group state (so a restart neither re-pages nor forgets),
-//! the notifications recently emitted (replayed to the outbox after a restart), silences,
-//! acknowledgements (MTTA) and calendar overrides made through the API.
+//! Persistence for routing (relational store, SQLite or PostgreSQL): group state (so a restart
+//! neither re-pages nor forgets), the notifications recently emitted (replayed to the outbox
+//! after a restart), silences, acknowledgements (MTTA) and calendar overrides made through the
+//! API.
+//!
+//! Concurrency: a dispatcher saves under its own lock, and every write here is one statement
+//! that is atomic on both engines (upserts, `ON CONFLICT DO NOTHING`), so PostgreSQL's pooled
+//! connections need no extra locking. A new silence is inserted, never upserted, so an id
+//! taken meanwhile (another process on the same database) is reported, not overwritten.
 
 use super::RoutingError;
 use super::dispatcher::AckRecord;
@@ -10,8 +16,8 @@ use crate::calendar::DayKind;
 use crate::model::Notification;
 use chrono::NaiveDate;
 use std::sync::Arc;
-use tingzhen_core::db::Db;
-use tingzhen_core::db::rusqlite::{OptionalExtension, params};
+use tingzhen_core::db::{Db, DbError};
+use tingzhen_core::params;
 
 const COMPONENT: &str = "alerting_routing";
 
@@ -53,6 +59,9 @@ const MIGRATIONS: &[&str] = &[
         updated_by TEXT NOT NULL,
         updated_ms INTEGER NOT NULL
     );",
+    // 2: emission order within one save. Replay hands notifications back in the order they were
+    // emitted; SQLite's rowid used to give that, and PostgreSQL has no such column.
+    "ALTER TABLE routing_emitted ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub(crate) struct Store {
@@ -71,9 +80,7 @@ impl Store {
 
     pub fn load_groups(&self) -> Result<Vec<Group>, RoutingError> {
         let rows: Vec<String> = self.db.with_conn(|c| {
-            let mut st = c.prepare("SELECT state_json FROM routing_groups ORDER BY group_key")?;
-            let rows = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
-            Ok::<_, RoutingError>(rows)
+            c.query_map("SELECT state_json FROM routing_groups ORDER BY group_key", &(), |r| r.get(0))
         })?;
         rows.iter().map(|j| serde_json::from_str(j).map_err(|e| corrupt("group", e))).collect()
     }
@@ -90,55 +97,67 @@ impl Store {
         if groups.is_empty() && emitted.is_empty() {
             return Ok(());
         }
+        // Serialized before the transaction, so it holds the connection only for the writes.
+        let groups: Vec<(&String, Option<String>)> = groups
+            .iter()
+            .map(|(key, g)| {
+                Ok((key, g.as_ref().map(serde_json::to_string).transpose().map_err(|e| corrupt("group", e))?))
+            })
+            .collect::<Result<_, RoutingError>>()?;
+        let emitted: Vec<(&str, String)> = emitted
+            .iter()
+            .map(|n| {
+                Ok((n.idempotency_key.as_str(), serde_json::to_string(n).map_err(|e| corrupt("notification", e))?))
+            })
+            .collect::<Result<_, RoutingError>>()?;
         self.db.with_conn(|c| {
-            let tx = c.transaction()?;
-            for (key, g) in groups {
-                match g {
-                    Some(g) => {
-                        let json = serde_json::to_string(g).map_err(|e| corrupt("group", e))?;
-                        tx.execute(
-                            "INSERT INTO routing_groups (group_key, state_json, updated_ms) VALUES (?1, ?2, ?3)
-                             ON CONFLICT(group_key) DO UPDATE SET state_json = excluded.state_json,
-                             updated_ms = excluded.updated_ms",
-                            params![key, json, now_ms],
-                        )?;
-                    }
-                    None => {
-                        tx.execute("DELETE FROM routing_groups WHERE group_key = ?1", [key])?;
+            c.transaction(|tx| {
+                for (key, json) in &groups {
+                    match json {
+                        Some(json) => {
+                            tx.execute(
+                                "INSERT INTO routing_groups (group_key, state_json, updated_ms) VALUES (?1, ?2, ?3)
+                                 ON CONFLICT(group_key) DO UPDATE SET state_json = excluded.state_json,
+                                 updated_ms = excluded.updated_ms",
+                                &params![key, json, now_ms],
+                            )?;
+                        }
+                        None => {
+                            tx.execute("DELETE FROM routing_groups WHERE group_key = ?1", &[key])?;
+                        }
                     }
                 }
-            }
-            for n in emitted {
-                let json = serde_json::to_string(n).map_err(|e| corrupt("notification", e))?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO routing_emitted (idempotency_key, notification_json, emitted_ms)
-                     VALUES (?1, ?2, ?3)",
-                    params![n.idempotency_key, json, now_ms],
-                )?;
-            }
-            tx.execute("DELETE FROM routing_emitted WHERE emitted_ms < ?1", [prune_before_ms])?;
-            tx.commit()?;
-            Ok(())
-        })
+                // A key already stored (a re-flush after a crash) keeps its first row.
+                for (seq, (key, json)) in emitted.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO routing_emitted (idempotency_key, notification_json, emitted_ms, seq)
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                        &params![key, json, now_ms, seq as i64],
+                    )?;
+                }
+                tx.execute("DELETE FROM routing_emitted WHERE emitted_ms < ?1", &[prune_before_ms])?;
+                Ok::<_, DbError>(())
+            })
+        })?;
+        Ok(())
     }
 
     pub fn emitted_since(&self, since_ms: i64) -> Result<Vec<Notification>, RoutingError> {
         let rows: Vec<String> = self.db.with_conn(|c| {
-            let mut st = c.prepare(
-                "SELECT notification_json FROM routing_emitted WHERE emitted_ms >= ?1 ORDER BY emitted_ms, rowid",
-            )?;
-            let rows = st.query_map([since_ms], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
-            Ok::<_, RoutingError>(rows)
+            c.query_map(
+                "SELECT notification_json FROM routing_emitted WHERE emitted_ms >= ?1
+                 ORDER BY emitted_ms, seq, idempotency_key",
+                &[since_ms],
+                |r| r.get(0),
+            )
         })?;
         rows.iter().map(|j| serde_json::from_str(j).map_err(|e| corrupt("notification", e))).collect()
     }
 
     pub fn load_silences(&self) -> Result<Vec<Silence>, RoutingError> {
-        let rows: Vec<String> = self.db.with_conn(|c| {
-            let mut st = c.prepare("SELECT silence_json FROM routing_silences ORDER BY id")?;
-            let rows = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
-            Ok::<_, RoutingError>(rows)
-        })?;
+        let rows: Vec<String> = self
+            .db
+            .with_conn(|c| c.query_map("SELECT silence_json FROM routing_silences ORDER BY id", &(), |r| r.get(0)))?;
         rows.iter().map(|j| serde_json::from_str(j).map_err(|e| corrupt("silence", e))).collect()
     }
 
@@ -149,44 +168,58 @@ impl Store {
                 "INSERT INTO routing_silences (id, silence_json, ends_at_ms, updated_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET silence_json = excluded.silence_json,
                  ends_at_ms = excluded.ends_at_ms, updated_ms = excluded.updated_ms",
-                params![s.id, json, s.ends_at_ms, s.updated_at_ms],
+                &params![s.id, json, s.ends_at_ms, s.updated_at_ms],
             )
         })?;
         Ok(())
     }
 
+    /// Stores a new silence; false (and nothing written) if its id is already taken.
+    pub fn insert_silence(&self, s: &Silence) -> Result<bool, RoutingError> {
+        let json = serde_json::to_string(s).map_err(|e| corrupt("silence", e))?;
+        let n = self.db.with_conn(|c| {
+            c.execute(
+                "INSERT INTO routing_silences (id, silence_json, ends_at_ms, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO NOTHING",
+                &params![s.id, json, s.ends_at_ms, s.updated_at_ms],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
     pub fn insert_acks(&self, acks: &[AckRecord]) -> Result<(), RoutingError> {
         self.db.with_conn(|c| {
-            let tx = c.transaction()?;
-            for a in acks {
-                tx.execute(
-                    "INSERT INTO routing_acks (group_key, fingerprint, alertname, alert_starts_at_ms,
-                     first_notified_ms, acked_at_ms, acked_by, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        a.group_key,
-                        a.fingerprint,
-                        a.alertname,
-                        a.alert_starts_at_ms,
-                        a.first_notified_ms,
-                        a.acked_at_ms,
-                        a.acked_by,
-                        a.comment
-                    ],
-                )?;
-            }
-            tx.commit()
+            c.transaction(|tx| {
+                for a in acks {
+                    tx.execute(
+                        "INSERT INTO routing_acks (group_key, fingerprint, alertname, alert_starts_at_ms,
+                         first_notified_ms, acked_at_ms, acked_by, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        &params![
+                            a.group_key,
+                            a.fingerprint,
+                            a.alertname,
+                            a.alert_starts_at_ms,
+                            a.first_notified_ms,
+                            a.acked_at_ms,
+                            a.acked_by,
+                            a.comment
+                        ],
+                    )?;
+                }
+                Ok::<_, DbError>(())
+            })
         })?;
         Ok(())
     }
 
     pub fn acks_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<AckRecord>, RoutingError> {
         let rows = self.db.with_conn(|c| {
-            let mut st = c.prepare(
+            c.query_map(
                 "SELECT group_key, fingerprint, alertname, alert_starts_at_ms, first_notified_ms, acked_at_ms,
-                 acked_by, comment FROM routing_acks WHERE acked_at_ms >= ?1 AND acked_at_ms < ?2 ORDER BY acked_at_ms, id",
-            )?;
-            let rows = st
-                .query_map([from_ms, to_ms], |r| {
+                 acked_by, comment FROM routing_acks WHERE acked_at_ms >= ?1 AND acked_at_ms < ?2
+                 ORDER BY acked_at_ms, id",
+                &[from_ms, to_ms],
+                |r| {
                     Ok(AckRecord {
                         group_key: r.get(0)?,
                         fingerprint: r.get(1)?,
@@ -197,18 +230,17 @@ impl Store {
                         acked_by: r.get(6)?,
                         comment: r.get(7)?,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, RoutingError>(rows)
+                },
+            )
         })?;
         Ok(rows)
     }
 
     pub fn load_calendar_overrides(&self) -> Result<Vec<(NaiveDate, DayKind, String)>, RoutingError> {
         let rows: Vec<(String, String, String)> = self.db.with_conn(|c| {
-            let mut st = c.prepare("SELECT date, kind, name FROM routing_calendar_overrides ORDER BY date")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, RoutingError>(rows)
+            c.query_map("SELECT date, kind, name FROM routing_calendar_overrides ORDER BY date", &(), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
         })?;
         rows.into_iter()
             .map(|(d, k, n)| {
@@ -240,7 +272,7 @@ impl Store {
                 "INSERT INTO routing_calendar_overrides (date, kind, name, updated_by, updated_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(date) DO UPDATE SET kind = excluded.kind,
                  name = excluded.name, updated_by = excluded.updated_by, updated_ms = excluded.updated_ms",
-                params![date.format("%Y-%m-%d").to_string(), kind, name, by, now_ms],
+                &params![date.format("%Y-%m-%d").to_string(), kind, name, by, now_ms],
             )
         })?;
         Ok(())
@@ -249,15 +281,8 @@ impl Store {
     /// Returns whether there was an override to delete.
     pub fn delete_calendar_override(&self, date: NaiveDate) -> Result<bool, RoutingError> {
         let n = self.db.with_conn(|c| {
-            c.execute("DELETE FROM routing_calendar_overrides WHERE date = ?1", [date.format("%Y-%m-%d").to_string()])
+            c.execute("DELETE FROM routing_calendar_overrides WHERE date = ?1", &[date.format("%Y-%m-%d").to_string()])
         })?;
         Ok(n > 0)
-    }
-
-    pub fn silence_exists(&self, id: &str) -> Result<bool, RoutingError> {
-        let found: Option<i64> = self.db.with_conn(|c| {
-            c.query_row("SELECT 1 FROM routing_silences WHERE id = ?1", [id], |r| r.get(0)).optional()
-        })?;
-        Ok(found.is_some())
     }
 }

@@ -1,7 +1,7 @@
 //! Alerting rules: the Prometheus rule-file format (`groups:` of `alert:` rules, the YAML that
 //! `promtool check rules` accepts), validated into [`RuleGroup`]s before anything uses them.
-//! Groups come from `rule_files` (read-only) or from the rules API (stored in SQLite, see
-//! `store`); built-in kinds (`builtin`) expand to ordinary PromQL rules.
+//! Groups come from `rule_files` (read-only) or from the rules API (stored in the relational
+//! store, see `store`); built-in kinds (`builtin`) expand to ordinary PromQL rules.
 //!
 //! Recording rules (`record:`) are refused with a clear error: tingzhen evaluates alerts only,
 //! and writing derived series back would need the collector's ingest path from here.

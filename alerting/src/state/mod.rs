@@ -16,7 +16,8 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use store::HistoryRow;
-use tingzhen_core::db::{Db, DbError, rusqlite};
+use tingzhen_core::db::{Db, DbError};
+use tingzhen_core::params;
 
 /// The rule key external (intake) alerts are kept under.
 pub const EXTERNAL_KEY: &str = "external";
@@ -25,8 +26,6 @@ pub const EXTERNAL_KEY: &str = "external";
 pub enum StateError {
     #[error("alert state store: {0}")]
     Db(#[from] DbError),
-    #[error("alert state store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
 }
 
 /// An alert received through intake, already validated.
@@ -51,7 +50,7 @@ impl AlertStore {
     /// Migrates the state tables and loads what was pending or firing at the last stop.
     pub fn open(db: Arc<Db>) -> Result<Self, StateError> {
         db.migrate_component(store::COMPONENT, store::MIGRATIONS)?;
-        let loaded = db.with_conn(|c| store::load_active(c))?;
+        let loaded = db.with_conn(store::load_active)?;
         let mut rules: HashMap<String, RuleAlerts> = HashMap::new();
         for a in loaded {
             rules.entry(a.rule_key.clone()).or_default().insert(a.fingerprint(), a);
@@ -71,32 +70,33 @@ impl AlertStore {
             return Ok(());
         }
         self.db.with_conn(|c| {
-            let tx = c.transaction()?;
-            for (fp, t) in changes {
-                match t {
-                    Transition::Cleared => store::delete(&tx, rule_key, fp)?,
-                    Transition::Pending => {
-                        if let Some(a) = alerts.get(fp) {
-                            store::upsert(&tx, a)?;
-                        }
-                    }
-                    Transition::Firing => {
-                        if let Some(a) = alerts.get_mut(fp) {
-                            a.history_id = Some(store::open_history(&tx, a)?);
-                            store::upsert(&tx, a)?;
-                        }
-                    }
-                    Transition::Resolved => {
-                        if let Some(a) = alerts.get(fp) {
-                            if let Some(id) = a.history_id {
-                                store::close_history(&tx, id, a.resolved_at_ms.unwrap_or_default(), a.value)?;
+            c.transaction(|tx| {
+                for (fp, t) in changes {
+                    match t {
+                        Transition::Cleared => store::delete(tx, rule_key, fp)?,
+                        Transition::Pending => {
+                            if let Some(a) = alerts.get(fp) {
+                                store::upsert(tx, a)?;
                             }
-                            store::upsert(&tx, a)?;
+                        }
+                        Transition::Firing => {
+                            if let Some(a) = alerts.get_mut(fp) {
+                                a.history_id = Some(store::open_history(tx, a)?);
+                                store::upsert(tx, a)?;
+                            }
+                        }
+                        Transition::Resolved => {
+                            if let Some(a) = alerts.get(fp) {
+                                if let Some(id) = a.history_id {
+                                    store::close_history(tx, id, a.resolved_at_ms.unwrap_or_default(), a.value)?;
+                                }
+                                store::upsert(tx, a)?;
+                            }
                         }
                     }
                 }
-            }
-            tx.commit()
+                Ok::<_, DbError>(())
+            })
         })?;
         Ok(())
     }
@@ -186,13 +186,14 @@ impl AlertStore {
         let result = self.persist(alerts, EXTERNAL_KEY, &changes).and_then(|()| {
             // Refreshed expiry times are saved too, so a restart does not resolve early.
             self.db.with_conn(|c| {
-                let tx = c.transaction()?;
-                for fp in &refreshed {
-                    if let Some(a) = alerts.get(fp) {
-                        store::upsert(&tx, a)?;
+                c.transaction(|tx| {
+                    for fp in &refreshed {
+                        if let Some(a) = alerts.get(fp) {
+                            store::upsert(tx, a)?;
+                        }
                     }
-                }
-                tx.commit()
+                    Ok::<_, DbError>(())
+                })
             })?;
             Ok(())
         });
@@ -244,15 +245,18 @@ impl AlertStore {
         if resolved.is_empty() {
             return Ok(());
         }
+        // The state condition makes this safe against an evaluation that re-fired the alert
+        // meanwhile: its row is no longer 'resolved' and stays.
         self.db.with_conn(|c| {
-            let tx = c.transaction()?;
-            for (k, fp) in &resolved {
-                tx.execute(
-                    "DELETE FROM alert_active WHERE rule_key = ?1 AND fingerprint = ?2 AND state = 'resolved'",
-                    rusqlite::params![k, fp],
-                )?;
-            }
-            tx.commit()
+            c.transaction(|tx| {
+                for (k, fp) in &resolved {
+                    tx.execute(
+                        "DELETE FROM alert_active WHERE rule_key = ?1 AND fingerprint = ?2 AND state = 'resolved'",
+                        &params![k, fp],
+                    )?;
+                }
+                Ok::<_, DbError>(())
+            })
         })?;
         let mut rules = self.rules.lock();
         for (k, fp) in resolved {
@@ -292,10 +296,12 @@ impl AlertStore {
     /// Notes acknowledgements (from routing) on the history rows they belong to.
     pub fn record_acks(&self, acks: &[(String, i64)]) -> Result<(), StateError> {
         self.db.with_conn(|c| {
-            for (fp, at) in acks {
-                store::record_ack(c, fp, *at)?;
-            }
-            Ok::<(), rusqlite::Error>(())
+            c.transaction(|tx| {
+                for (fp, at) in acks {
+                    store::record_ack(tx, fp, *at)?;
+                }
+                Ok::<(), DbError>(())
+            })
         })?;
         Ok(())
     }

@@ -1,11 +1,13 @@
-//! The persisted side of alert state (component `alerting.state`): `alert_active` holds every
-//! pending, firing, and resolved-but-not-yet-routed alert so a restart resumes exactly where
-//! it stopped; `alert_history` holds one row per firing episode for summaries.
+//! The persisted side of alert state (relational store, SQLite or PostgreSQL, component
+//! `alerting.state`): `alert_active` holds every pending, firing, and resolved-but-not-yet-routed
+//! alert so a restart resumes exactly where it stopped; `alert_history` holds one row per firing
+//! episode for summaries. The writers take a connection inside the caller's transaction
+//! (`AlertStore` commits one per rule evaluation).
 
 use super::machine::ActiveAlert;
 use crate::model::{AlertSource, AlertState, LabelMap};
-use rusqlite::{Transaction, params};
-use tingzhen_core::db::rusqlite;
+use tingzhen_core::db::{Conn, DbError};
+use tingzhen_core::params;
 
 pub const COMPONENT: &str = "alerting.state";
 
@@ -52,7 +54,7 @@ fn parse_state(s: &str) -> AlertState {
     }
 }
 
-pub fn upsert(tx: &Transaction<'_>, a: &ActiveAlert) -> rusqlite::Result<()> {
+pub fn upsert(tx: &Conn<'_>, a: &ActiveAlert) -> Result<(), DbError> {
     let json = |m: &LabelMap| serde_json::to_string(m).unwrap_or_else(|_| "{}".into());
     let source = serde_json::to_string(&a.source).unwrap_or_else(|_| "{}".into());
     tx.execute(
@@ -64,7 +66,7 @@ pub fn upsert(tx: &Transaction<'_>, a: &ActiveAlert) -> rusqlite::Result<()> {
              source_json = excluded.source_json, active_at_ms = excluded.active_at_ms,
              fired_at_ms = excluded.fired_at_ms, resolved_at_ms = excluded.resolved_at_ms,
              value = excluded.value, expires_at_ms = excluded.expires_at_ms, history_id = excluded.history_id",
-        params![
+        &params![
             a.rule_key,
             a.fingerprint(),
             state_str(a.state),
@@ -82,21 +84,21 @@ pub fn upsert(tx: &Transaction<'_>, a: &ActiveAlert) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn delete(tx: &Transaction<'_>, rule_key: &str, fingerprint: &str) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM alert_active WHERE rule_key = ?1 AND fingerprint = ?2", params![rule_key, fingerprint])?;
+pub fn delete(tx: &Conn<'_>, rule_key: &str, fingerprint: &str) -> Result<(), DbError> {
+    tx.execute("DELETE FROM alert_active WHERE rule_key = ?1 AND fingerprint = ?2", &[rule_key, fingerprint])?;
     Ok(())
 }
 
 /// Opens a history row for a firing episode; returns its id.
-pub fn open_history(tx: &Transaction<'_>, a: &ActiveAlert) -> rusqlite::Result<i64> {
+pub fn open_history(tx: &Conn<'_>, a: &ActiveAlert) -> Result<i64, DbError> {
     let source = match a.source {
         AlertSource::Rule(_) => "rule",
         AlertSource::External(_) => "external",
     };
-    tx.execute(
+    tx.query_row(
         "INSERT INTO alert_history (rule_key, fingerprint, alertname, labels_json, source, started_at_ms, value)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        &params![
             a.rule_key,
             a.fingerprint(),
             a.labels.get(crate::model::ALERTNAME).cloned().unwrap_or_default(),
@@ -105,43 +107,44 @@ pub fn open_history(tx: &Transaction<'_>, a: &ActiveAlert) -> rusqlite::Result<i
             a.fired_at_ms.unwrap_or(a.active_at_ms),
             a.value.is_finite().then_some(a.value),
         ],
-    )?;
-    Ok(tx.last_insert_rowid())
+        |r| r.get(0),
+    )
 }
 
-pub fn close_history(tx: &Transaction<'_>, id: i64, ended_at_ms: i64, value: f64) -> rusqlite::Result<()> {
+pub fn close_history(tx: &Conn<'_>, id: i64, ended_at_ms: i64, value: f64) -> Result<(), DbError> {
     tx.execute(
         "UPDATE alert_history SET ended_at_ms = ?2, value = COALESCE(?3, value) WHERE id = ?1",
-        params![id, ended_at_ms, value.is_finite().then_some(value)],
+        &params![id, ended_at_ms, value.is_finite().then_some(value)],
     )?;
     Ok(())
 }
 
-pub fn load_active(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<ActiveAlert>> {
-    let mut st = conn.prepare(
+/// Every stored alert, in key order (so a reload builds the same maps on both engines).
+pub fn load_active(conn: &Conn<'_>) -> Result<Vec<ActiveAlert>, DbError> {
+    conn.query_map(
         "SELECT rule_key, state, labels_json, annotations_json, source_json, active_at_ms, fired_at_ms,
-                resolved_at_ms, value, expires_at_ms, history_id FROM alert_active",
-    )?;
-    let rows = st.query_map([], |r| {
-        let labels: String = r.get(2)?;
-        let annotations: String = r.get(3)?;
-        let source: String = r.get(4)?;
-        Ok(ActiveAlert {
-            rule_key: r.get(0)?,
-            state: parse_state(&r.get::<_, String>(1)?),
-            labels: serde_json::from_str(&labels).unwrap_or_default(),
-            annotations: serde_json::from_str(&annotations).unwrap_or_default(),
-            source: serde_json::from_str(&source).unwrap_or(AlertSource::External(String::new())),
-            active_at_ms: r.get(5)?,
-            fired_at_ms: r.get(6)?,
-            resolved_at_ms: r.get(7)?,
-            value: r.get::<_, Option<f64>>(8)?.unwrap_or(f64::NAN),
-            expires_at_ms: r.get(9)?,
-            history_id: r.get(10)?,
-            missing_since_ms: None,
-        })
-    })?;
-    rows.collect()
+                resolved_at_ms, value, expires_at_ms, history_id FROM alert_active ORDER BY rule_key, fingerprint",
+        &(),
+        |r| {
+            let labels: String = r.get(2)?;
+            let annotations: String = r.get(3)?;
+            let source: String = r.get(4)?;
+            Ok(ActiveAlert {
+                rule_key: r.get(0)?,
+                state: parse_state(&r.get::<String>(1)?),
+                labels: serde_json::from_str(&labels).unwrap_or_default(),
+                annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+                source: serde_json::from_str(&source).unwrap_or(AlertSource::External(String::new())),
+                active_at_ms: r.get(5)?,
+                fired_at_ms: r.get(6)?,
+                resolved_at_ms: r.get(7)?,
+                value: r.get::<Option<f64>>(8)?.unwrap_or(f64::NAN),
+                expires_at_ms: r.get(9)?,
+                history_id: r.get(10)?,
+                missing_since_ms: None,
+            })
+        },
+    )
 }
 
 /// One firing episode, for summaries and the history API.
@@ -161,13 +164,13 @@ pub struct HistoryRow {
 }
 
 /// Episodes that overlap [from_ms, to_ms): started before `to` and not ended before `from`.
-pub fn history(conn: &rusqlite::Connection, from_ms: i64, to_ms: i64) -> rusqlite::Result<Vec<HistoryRow>> {
-    let mut st = conn.prepare(
+pub fn history(conn: &Conn<'_>, from_ms: i64, to_ms: i64) -> Result<Vec<HistoryRow>, DbError> {
+    conn.query_map(
         "SELECT id, rule_key, fingerprint, alertname, labels_json, source, started_at_ms, ended_at_ms, acked_at_ms, value
          FROM alert_history WHERE started_at_ms < ?2 AND (ended_at_ms IS NULL OR ended_at_ms >= ?1)
          ORDER BY started_at_ms, id",
-    )?;
-    let rows = st.query_map(params![from_ms, to_ms], |r| {
+        &[from_ms, to_ms],
+        |r| {
         let labels: String = r.get(4)?;
         Ok(HistoryRow {
             id: r.get(0)?,
@@ -181,18 +184,21 @@ pub fn history(conn: &rusqlite::Connection, from_ms: i64, to_ms: i64) -> rusqlit
             acked_at_ms: r.get(8)?,
             value: r.get(9)?,
         })
-    })?;
-    rows.collect()
+    },
+    )
 }
 
 /// Records the first acknowledgement of the episode of `fingerprint` that was firing at
 /// `acked_at_ms`. Idempotent: an earlier recorded ack is kept.
-pub fn record_ack(conn: &rusqlite::Connection, fingerprint: &str, acked_at_ms: i64) -> rusqlite::Result<()> {
+pub fn record_ack(conn: &Conn<'_>, fingerprint: &str, acked_at_ms: i64) -> Result<(), DbError> {
+    // One statement, so it is atomic on both engines; the earlier of the stored and the new
+    // time is kept (CASE: two-argument MIN is SQLite only).
     conn.execute(
-        "UPDATE alert_history SET acked_at_ms = MIN(COALESCE(acked_at_ms, ?2), ?2)
+        "UPDATE alert_history
+         SET acked_at_ms = CASE WHEN acked_at_ms IS NOT NULL AND acked_at_ms < ?2 THEN acked_at_ms ELSE ?2 END
          WHERE id = (SELECT id FROM alert_history WHERE fingerprint = ?1 AND started_at_ms <= ?2
-                     ORDER BY started_at_ms DESC LIMIT 1)",
-        params![fingerprint, acked_at_ms],
+                     ORDER BY started_at_ms DESC, id DESC LIMIT 1)",
+        &params![fingerprint, acked_at_ms],
     )?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::ALERTNAME;
+use tingzhen_core::db::testing::{TestStore, fresh_db};
 
 fn obs(host: &str, v: f64) -> Observed {
     let labels: LabelMap =
@@ -11,10 +12,10 @@ const FOR_10S: Timing = Timing { for_ms: 10_000, keep_firing_for_ms: 0 };
 
 #[test]
 fn restart_neither_repages_nor_forgets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
+    // A real restart: the store is closed and opened again (a file, or a PostgreSQL schema).
+    let store = TestStore::new();
     {
-        let s = AlertStore::open(Arc::new(Db::open(&path).unwrap())).unwrap();
+        let s = AlertStore::open(Arc::new(store.open())).unwrap();
         assert!(s.evaluate_rule("g/Hot#0", FOR_10S, vec![obs("a", 1.0), obs("b", 1.0)], 0).unwrap().is_empty());
         let fired = s.evaluate_rule("g/Hot#0", FOR_10S, vec![obs("a", 2.0), obs("b", 2.0)], 10_000).unwrap();
         assert_eq!(fired.len(), 2);
@@ -23,7 +24,7 @@ fn restart_neither_repages_nor_forgets() {
         // A third host becomes pending just before the "crash".
         s.evaluate_rule("g/Hot#0", FOR_10S, vec![obs("a", 2.0), obs("b", 2.0), obs("c", 1.0)], 12_000).unwrap();
     }
-    let s = AlertStore::open(Arc::new(Db::open(&path).unwrap())).unwrap();
+    let s = AlertStore::open(Arc::new(store.open())).unwrap();
     let undelivered = s.undelivered();
     assert_eq!(undelivered.len(), 2, "both firing alerts are remembered");
     // The same condition after the restart: no new firing transition, so no new page.
@@ -39,7 +40,7 @@ fn restart_neither_repages_nor_forgets() {
 
 #[test]
 fn resolved_alerts_stay_until_routed_and_history_closes() {
-    let db = Arc::new(Db::open_in_memory().unwrap());
+    let db = Arc::new(fresh_db());
     let s = AlertStore::open(db.clone()).unwrap();
     s.evaluate_rule("r", Timing::default(), vec![obs("a", 1.0)], 1_000).unwrap();
     let resolved = s.evaluate_rule("r", Timing::default(), vec![], 61_000).unwrap();
@@ -61,7 +62,7 @@ fn resolved_alerts_stay_until_routed_and_history_closes() {
 
 #[test]
 fn external_alerts_fire_refresh_resolve_and_expire() {
-    let s = AlertStore::open(Arc::new(Db::open_in_memory().unwrap())).unwrap();
+    let s = AlertStore::open(Arc::new(fresh_db())).unwrap();
     let ext = |name: &str, ends: i64| ExternalAlert {
         labels: [(ALERTNAME.to_string(), name.to_string())].into(),
         annotations: LabelMap::new(),
@@ -84,7 +85,7 @@ fn external_alerts_fire_refresh_resolve_and_expire() {
 
 #[test]
 fn retired_rules_resolve_their_alerts() {
-    let s = AlertStore::open(Arc::new(Db::open_in_memory().unwrap())).unwrap();
+    let s = AlertStore::open(Arc::new(fresh_db())).unwrap();
     s.evaluate_rule("g/Old#0", Timing::default(), vec![obs("a", 1.0)], 0).unwrap();
     s.evaluate_rule("g/Kept#0", Timing::default(), vec![obs("b", 1.0)], 0).unwrap();
     let live: HashSet<String> = ["g/Kept#0".to_string()].into();

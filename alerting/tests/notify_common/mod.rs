@@ -16,6 +16,7 @@ use tingzhen_alerting::notify::NotifyConfig;
 use tingzhen_alerting::outbox::{DeliveryRecord, Outbox};
 use tingzhen_core::config::SecretRef;
 use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::{TestStore, fresh_db};
 use tokio::sync::watch;
 
 /// A python3 that has aiosmtpd. Fails the test loudly when there is none.
@@ -206,8 +207,15 @@ impl Running {
     }
 }
 
-pub fn open_db(path: &Path) -> Arc<Db> {
-    Arc::new(Db::open(path).unwrap())
+/// A fresh store for one test: SQLite in memory, or a PostgreSQL schema of its own when
+/// `TINGZHEN_TEST_DATABASE_URL` is set.
+pub fn test_db() -> Arc<Db> {
+    Arc::new(fresh_db())
+}
+
+/// Opens (again) a store that outlives its handles, for restart tests.
+pub fn open_db(store: &TestStore) -> Arc<Db> {
+    Arc::new(store.open())
 }
 
 /// A private CA and a leaf for 127.0.0.1/localhost, as PEM files.

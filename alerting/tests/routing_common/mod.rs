@@ -6,14 +6,14 @@ use std::sync::Arc;
 use tingzhen_alerting::calendar::{local_to_ms, parse_date};
 use tingzhen_alerting::model::{Alert, AlertSource, AlertState, LabelMap, Notification};
 use tingzhen_alerting::routing::{Dispatcher, RoutingConfig};
-use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::fresh_db;
 
 pub fn config(toml_text: &str) -> RoutingConfig {
     toml::from_str(toml_text).unwrap_or_else(|e| panic!("test config does not parse: {e}"))
 }
 
 pub fn open(toml_text: &str) -> Dispatcher {
-    Dispatcher::open(&config(toml_text), Arc::new(Db::open_in_memory().unwrap())).unwrap()
+    Dispatcher::open(&config(toml_text), Arc::new(fresh_db())).unwrap()
 }
 
 /// `"2025-02-08 09:30"` in Asia/Shanghai as UTC milliseconds.
