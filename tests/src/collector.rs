@@ -153,10 +153,14 @@ impl Collector {
         self.root.path()
     }
 
-    /// Runs `tingzhen <args> --data <data dir>` and returns its output.
+    /// Runs `tingzhen <args> --data <data dir> [--config <file>]` and returns its output.
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(bins::tingzhen());
         cmd.current_dir(self.root.path()).args(args).arg("--data").arg(&self.data);
+        // The config names the relational store ([database]); the CLI must use the server's.
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
         cmd.output().expect("run tingzhen CLI")
     }
 
