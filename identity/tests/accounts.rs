@@ -50,9 +50,7 @@ fn each_password_rule_is_refused_with_its_message() {
 fn stored_argon2id_hash_verifies() {
     let e = env();
     e.user("hana", json!([{"role": "viewer"}]));
-    let stored: String = e.db.with_conn(|c| {
-        c.query_row("SELECT password_hash FROM identity_users WHERE username = 'hana'", [], |r| r.get(0)).unwrap()
-    });
+    let stored = e.text("SELECT password_hash FROM identity_users WHERE username = 'hana'");
     assert!(stored.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{stored}");
     assert!(e.id.policy().verify(GOOD_PW, &stored));
     assert!(!e.id.policy().verify(ADMIN_PW, &stored));
@@ -92,7 +90,7 @@ fn a_stored_password_found_weak_forces_a_change() {
     let e = env_with(IdentityConfig { password_min_length: 8, ..fast_config() });
     let u = serde_json::from_value(json!({"username": "judy", "password": "Ab1!cdXy", "roles": []})).unwrap();
     e.id.create_user(&cli(), &u).unwrap();
-    e.db.with_conn(|c| c.execute("UPDATE identity_users SET must_change = 0", []).unwrap());
+    e.exec("UPDATE identity_users SET must_change = 0").unwrap();
     let id2 =
         tingzhen_identity::Identity::new(e.db.clone(), fast_config(), std::sync::Arc::new(e.clock.clone())).unwrap();
     let ok =

@@ -1,12 +1,14 @@
-//! The audit log's tamper evidence (edits made directly in the SQLite file, with the
-//! append-only triggers dropped as a DBA could), its triggers, and syslog forwarding.
+//! The audit log's tamper evidence (edits made directly in the store, with the append-only
+//! triggers dropped as a DBA could), its triggers, appends from many threads at once, and
+//! syslog forwarding. Runs on SQLite, and on PostgreSQL with `TINGZHEN_TEST_DATABASE_URL`.
 
 mod common;
 
 use common::*;
 use std::net::UdpSocket;
 use std::time::Duration;
-use tingzhen_core::db::rusqlite::{Connection, params};
+use tingzhen_core::db::DbError;
+use tingzhen_core::params;
 use tingzhen_identity::audit::{AuditEvent, Outcome, TamperKind};
 use tingzhen_identity::config::SyslogConfig;
 use tingzhen_identity::{Actor, IdentityConfig};
@@ -19,23 +21,64 @@ fn fill(e: &Env, n: usize) {
     }
 }
 
-/// A raw connection to the same file, with the append-only triggers dropped.
-fn dba(e: &Env) -> Connection {
-    let c = Connection::open(&e.path).unwrap();
-    c.execute_batch("DROP TRIGGER identity_audit_no_update; DROP TRIGGER identity_audit_no_delete;").unwrap();
-    c
+/// Moves record `from` to sequence number `to`, directly in the store.
+fn renumber(e: &Env, from: i64, to: i64) {
+    e.db.with_conn(|c| c.execute("UPDATE identity_audit SET seq = ?1 WHERE seq = ?2", &[to, from])).unwrap();
 }
 
 #[test]
 fn the_table_refuses_update_and_delete() {
     let e = env();
     fill(&e, 3);
-    let c = Connection::open(&e.path).unwrap();
-    let err = c.execute("UPDATE identity_audit SET detail = 'x' WHERE seq = 2", []).unwrap_err();
+    let err = e.exec("UPDATE identity_audit SET detail = 'x' WHERE seq = 2").unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    let err = c.execute("DELETE FROM identity_audit WHERE seq = 2", []).unwrap_err();
+    let err = e.exec("DELETE FROM identity_audit WHERE seq = 2").unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
+    if e.db.dialect() == tingzhen_core::db::Dialect::Postgres {
+        // PostgreSQL empties a table without row triggers; TRUNCATE is refused on its own.
+        let err = e.exec("TRUNCATE identity_audit").unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
     assert!(e.id.audit_log().verify().unwrap().ok);
+    assert_eq!(e.id.audit_log().verify().unwrap().records, 3);
+}
+
+#[test]
+fn appends_from_many_threads_build_one_unbroken_chain() {
+    // On PostgreSQL each thread takes its own pooled connection, so the appends really overlap;
+    // without the table lock two of them read the same predecessor and collide on a sequence
+    // number (or fork the chain).
+    let e = env();
+    let threads = 8;
+    let per_thread = 25;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let id = &e.id;
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    id.record(
+                        &Actor::new(format!("ops{t}"), "10.0.0.1"),
+                        "config_change",
+                        Outcome::Success,
+                        format!("{i}"),
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let report = e.id.audit_log().verify().unwrap();
+    assert!(report.ok, "{:?}", report.problem);
+    assert_eq!(report.records, threads * per_thread);
+    let all =
+        e.id.audit_log().query(&tingzhen_identity::audit::AuditQuery { limit: Some(10_000), ..Default::default() });
+    let mut seqs: Vec<i64> = all.unwrap().iter().map(|r| r.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=threads * per_thread).collect::<Vec<_>>());
+    for t in 0..threads {
+        let q = tingzhen_identity::audit::AuditQuery { actor: Some(format!("ops{t}")), ..Default::default() };
+        assert_eq!(e.id.audit_log().query(&q).unwrap().len() as i64, per_thread, "ops{t}");
+    }
 }
 
 #[test]
@@ -43,7 +86,8 @@ fn verify_detects_an_edited_record() {
     let e = env();
     fill(&e, 6);
     assert!(e.id.audit_log().verify().unwrap().ok);
-    dba(&e).execute("UPDATE identity_audit SET actor = 'someone-else' WHERE seq = 4", []).unwrap();
+    e.drop_audit_triggers();
+    e.exec("UPDATE identity_audit SET actor = 'someone-else' WHERE seq = 4").unwrap();
     let r = e.id.audit_log().verify().unwrap();
     let p = r.problem.unwrap();
     assert_eq!((p.seq, p.kind), (4, TamperKind::Modified), "{}", p.message);
@@ -53,13 +97,13 @@ fn verify_detects_an_edited_record() {
 fn verify_detects_a_deleted_record_even_when_renumbered() {
     let e = env();
     fill(&e, 6);
-    let c = dba(&e);
-    c.execute("DELETE FROM identity_audit WHERE seq = 3", []).unwrap();
+    e.drop_audit_triggers();
+    e.exec("DELETE FROM identity_audit WHERE seq = 3").unwrap();
     let p = e.id.audit_log().verify().unwrap().problem.unwrap();
     assert_eq!((p.seq, p.kind), (3, TamperKind::Missing), "{}", p.message);
     // Closing the gap does not help: record 4 (now 3) does not chain to record 2.
     for s in 4..=6 {
-        c.execute("UPDATE identity_audit SET seq = ?1 WHERE seq = ?2", params![s - 1, s]).unwrap();
+        renumber(&e, s, s - 1);
     }
     let p = e.id.audit_log().verify().unwrap().problem.unwrap();
     assert_eq!((p.seq, p.kind), (3, TamperKind::ChainBroken), "{}", p.message);
@@ -69,7 +113,8 @@ fn verify_detects_a_deleted_record_even_when_renumbered() {
 fn verify_detects_deleted_trailing_records() {
     let e = env();
     fill(&e, 5);
-    dba(&e).execute("DELETE FROM identity_audit WHERE seq >= 4", []).unwrap();
+    e.drop_audit_triggers();
+    e.exec("DELETE FROM identity_audit WHERE seq >= 4").unwrap();
     let p = e.id.audit_log().verify().unwrap().problem.unwrap();
     assert_eq!(p.kind, TamperKind::Truncated, "{}", p.message);
 }
@@ -78,34 +123,36 @@ fn verify_detects_deleted_trailing_records() {
 fn verify_detects_an_inserted_record() {
     let e = env();
     fill(&e, 6);
-    let c = dba(&e);
+    e.drop_audit_triggers();
     // Make room after record 2 and forge a record 3 that chains correctly to record 2, with
     // its SHA-256 computed as the application would.
     for s in (3..=6).rev() {
-        c.execute("UPDATE identity_audit SET seq = ?1 WHERE seq = ?2", params![s + 1, s]).unwrap();
+        renumber(&e, s, s + 1);
     }
-    let prev: String = c.query_row("SELECT hash FROM identity_audit WHERE seq = 2", [], |r| r.get(0)).unwrap();
+    let prev = e.text("SELECT hash FROM identity_audit WHERE seq = 2");
     let mut forged = e.id.audit_log().query(&Default::default()).unwrap().pop().unwrap();
     forged.seq = 3;
     forged.actor = "intruder".into();
     forged.detail = "nothing happened".into();
     forged.prev_hash = prev;
     forged.hash = e.id.audit_log().hash_of(&forged);
-    c.execute(
-        "INSERT INTO identity_audit (seq, ts_ms, actor, source_ip, event, outcome, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            forged.seq,
-            forged.ts_ms,
-            forged.actor,
-            forged.source_ip,
-            forged.event,
-            forged.outcome,
-            forged.detail,
-            forged.prev_hash,
-            forged.hash
-        ],
-    )
+    e.db.with_conn(|c| {
+        c.execute(
+            "INSERT INTO identity_audit (seq, ts_ms, actor, source_ip, event, outcome, detail, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            &params![
+                forged.seq,
+                forged.ts_ms,
+                forged.actor,
+                forged.source_ip,
+                forged.event,
+                forged.outcome,
+                forged.detail,
+                forged.prev_hash,
+                forged.hash
+            ],
+        )
+    })
     .unwrap();
     let p = e.id.audit_log().verify().unwrap().problem.unwrap();
     // The old record 3, now 4, no longer chains to what precedes it.
@@ -126,9 +173,13 @@ fn with_an_audit_key_a_fully_recomputed_forgery_is_detected() {
     fill(&e, 3);
     assert!(e.id.audit_log().verify().unwrap().ok);
     // An attacker without the key recomputes record 3 with plain SHA-256.
-    let c = dba(&e);
-    let (prev, ts): (String, i64) = c
-        .query_row("SELECT prev_hash, ts_ms FROM identity_audit WHERE seq = 3", [], |r| Ok((r.get(0)?, r.get(1)?)))
+    e.drop_audit_triggers();
+    let (prev, ts): (String, i64) =
+        e.db.with_conn(|c| {
+            c.query_row("SELECT prev_hash, ts_ms FROM identity_audit WHERE seq = 3", &(), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
         .unwrap();
     let unkeyed = {
         let e2 = env(); // same algorithm, no key
@@ -138,8 +189,12 @@ fn with_an_audit_key_a_fully_recomputed_forgery_is_detected() {
         r.ts_ms = ts;
         e2.id.audit_log().hash_of(&r)
     };
-    c.execute("UPDATE identity_audit SET detail = 'edited', hash = ?1 WHERE seq = 3", [unkeyed]).unwrap();
-    c.execute("UPDATE identity_audit_head SET hash = (SELECT hash FROM identity_audit WHERE seq = 3)", []).unwrap();
+    e.db.with_conn(|c| -> Result<(), DbError> {
+        c.execute("UPDATE identity_audit SET detail = 'edited', hash = ?1 WHERE seq = 3", &[unkeyed])?;
+        c.execute("UPDATE identity_audit_head SET hash = (SELECT hash FROM identity_audit WHERE seq = 3)", &())?;
+        Ok(())
+    })
+    .unwrap();
     let p = e.id.audit_log().verify().unwrap().problem.unwrap();
     assert_eq!((p.seq, p.kind), (3, TamperKind::Modified));
 }

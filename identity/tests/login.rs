@@ -240,13 +240,122 @@ fn totp_secrets_are_encrypted_at_rest_with_a_totp_key() {
     let secret = c.post("/api/v1/auth/totp/enroll", json!(null)).body["data"]["secret"].as_str().unwrap().to_string();
     let r = c.post("/api/v1/auth/totp/confirm", json!({"code": code_at(&secret, c.clock_ms())}));
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let stored: String = e.db.with_conn(|c| {
-        c.query_row("SELECT totp_secret FROM identity_users WHERE username = 'quinn'", [], |r| r.get(0)).unwrap()
-    });
+    let stored = e.text("SELECT totp_secret FROM identity_users WHERE username = 'quinn'");
     assert!(stored.starts_with("enc1:") && !stored.contains(&secret), "{stored}");
     e.advance(Duration::from_secs(60));
     let mut c = e.client();
     let now = c.clock_ms();
     let r = c.login_with(json!({"username": "quinn", "password": GOOD_PW, "totp": code_at(&secret, now)}));
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// `n` logins at once (each thread its own connection on PostgreSQL), with their answers.
+fn logins_at_once(
+    e: &Env,
+    n: usize,
+    req: &tingzhen_identity::LoginRequest,
+) -> Vec<Result<tingzhen_identity::LoginSuccess, tingzhen_identity::IdentityError>> {
+    let start = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    e.id.login(req, "10.0.0.5")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn audit_events(e: &Env, event: &str) -> Vec<tingzhen_identity::audit::AuditRecord> {
+    let q =
+        tingzhen_identity::audit::AuditQuery { event: Some(event.into()), limit: Some(10_000), ..Default::default() };
+    e.id.audit_log().query(&q).unwrap()
+}
+
+#[test]
+fn concurrent_failures_are_all_counted_and_lock_once() {
+    use tingzhen_identity::{IdentityError, Msg};
+    let cfg = IdentityConfig { lockout_threshold: 3, captcha_after_failures: 100, ..fast_config() };
+    let e = env_with(cfg);
+    e.user("zoe", json!([{"role": "viewer"}]));
+    let req = tingzhen_identity::LoginRequest {
+        username: "zoe".into(),
+        password: "Wrong-pass-123!".into(),
+        ..Default::default()
+    };
+    for answer in logins_at_once(&e, 8, &req) {
+        let err = answer.unwrap_err();
+        assert!(matches!(err, IdentityError::Denied(Msg::LoginInvalid | Msg::AccountLocked { .. })), "{err:?}");
+    }
+    assert_eq!(audit_events(&e, "lockout").len(), 1, "one lock, audited once");
+    // Every wrong password that reached the counter was counted (none lost to a race).
+    let counted: i64 =
+        e.db.with_conn(|c| {
+            c.query_row("SELECT failures FROM identity_login_failures WHERE username_lc = 'zoe'", &(), |r| r.get(0))
+        })
+        .unwrap();
+    let wrong = audit_events(&e, "login").iter().filter(|r| r.detail == "wrong user name or password").count();
+    assert_eq!(counted, wrong as i64);
+    assert!(counted >= 3);
+    assert_eq!(login_code(&e, "zoe", GOOD_PW), "account_locked");
+}
+
+fn login_code(e: &Env, user: &str, pw: &str) -> String {
+    e.client().login(user, pw).code().to_string()
+}
+
+#[test]
+fn one_totp_code_lets_exactly_one_of_concurrent_logins_in() {
+    let cfg = IdentityConfig { captcha_after_failures: 100, lockout_threshold: 100, ..fast_config() };
+    let e = env_with(cfg);
+    let mut c = e.user("rita", json!([{"role": "viewer"}]));
+    let secret = c.post("/api/v1/auth/totp/enroll", json!(null)).body["data"]["secret"].as_str().unwrap().to_string();
+    let r = c.post("/api/v1/auth/totp/confirm", json!({"code": code_at(&secret, c.clock_ms())}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    e.advance(Duration::from_secs(60));
+    let req = tingzhen_identity::LoginRequest {
+        username: "rita".into(),
+        password: GOOD_PW.into(),
+        totp: Some(code_at(&secret, c.clock_ms())),
+        ..Default::default()
+    };
+    let answers = logins_at_once(&e, 6, &req);
+    let ok = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(ok, 1, "{answers:?}");
+    for a in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert!(matches!(a, tingzhen_identity::IdentityError::Denied(tingzhen_identity::Msg::TotpWrong)), "{a:?}");
+    }
+}
+
+#[test]
+fn an_expired_session_hit_by_many_requests_ends_once() {
+    let e = env();
+    let _ = e.user("sven", json!([{"role": "viewer"}]));
+    let req =
+        tingzhen_identity::LoginRequest { username: "sven".into(), password: GOOD_PW.into(), ..Default::default() };
+    let done = e.id.login(&req, "10.0.0.9").unwrap();
+    e.advance(Duration::from_secs(16 * 60));
+    let start = std::sync::Barrier::new(6);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    e.id.check_session(&done.session_id, "10.0.0.9")
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| a.is_err()), "{answers:?}");
+    assert_eq!(audit_events(&e, "session_expired").len(), 1);
+    let d = e.id.login_durations(Some("SVEN"), None, None).unwrap();
+    let ended: Vec<_> = d.iter().filter(|d| d.end_reason.as_deref() == Some("idle timeout")).collect();
+    assert_eq!(ended.len(), 1, "{d:?}");
+    assert_eq!(ended[0].duration_ms, Some(15 * 60_000));
+    let all = e.id.login_durations(None, None, None).unwrap();
+    assert_eq!(all.iter().filter(|d| d.username == "sven").count(), d.len(), "{all:?}");
 }

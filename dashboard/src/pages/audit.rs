@@ -254,13 +254,14 @@ mod tests {
     use axum::Router;
     use axum::http::StatusCode;
     use std::sync::Arc;
-    use tingzhen_core::db::Db;
+    use tingzhen_core::db::testing::fresh_db;
+    use tingzhen_core::db::{Db, Dialect};
     use tingzhen_identity::audit::{AuditQuery, Outcome, events};
     use tingzhen_identity::{Actor, Identity, IdentityConfig, SystemClock};
 
     /// A kit whose store the test can also reach, to tamper with it as a DBA could.
     fn kit_with_db() -> (Kit, Arc<Db>) {
-        let db = Arc::new(Db::open_in_memory().unwrap());
+        let db = Arc::new(fresh_db());
         let mut cfg = IdentityConfig::default();
         cfg.argon2.memory_kib = 64;
         cfg.argon2.iterations = 1;
@@ -360,11 +361,13 @@ mod tests {
         assert_eq!(ok.status, StatusCode::OK);
         assert!(ok.body.contains("id=\"audit-verify-result\"") && ok.body.contains("data-ok=\"true\""), "{}", ok.body);
 
+        let drop_trigger = match db.dialect() {
+            Dialect::Sqlite => "DROP TRIGGER identity_audit_no_update",
+            Dialect::Postgres => "DROP TRIGGER identity_audit_no_update ON identity_audit",
+        };
         db.with_conn(|c| {
-            c.execute_batch(
-                "DROP TRIGGER identity_audit_no_update;
-                 UPDATE identity_audit SET detail = 'nothing happened' WHERE seq = 2;",
-            )
+            c.execute_batch(drop_trigger)?;
+            c.execute("UPDATE identity_audit SET detail = 'nothing happened' WHERE seq = 2", &())
         })
         .unwrap();
         let bad = kit.get("/ui/audit?verify=1", Some(&aud)).await;

@@ -1,13 +1,14 @@
-//! Test support for page modules: a dashboard over an in-memory store with real identity
-//! (users, sessions, CSRF) and a backend router the test supplies, plus helpers that log in a
-//! user with given roles and call pages through `oneshot`.
+//! Test support for page modules: a dashboard over a fresh test store (in-memory SQLite, or
+//! PostgreSQL when `TINGZHEN_TEST_DATABASE_URL` is set) with real identity (users, sessions,
+//! CSRF) and a backend router the test supplies, plus helpers that log in a user with given
+//! roles and call pages through `oneshot`.
 
 use crate::{Backend, Dashboard, DashboardConfig};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use std::sync::Arc;
-use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::fresh_db;
 use tingzhen_identity::roles::RoleBinding;
 use tingzhen_identity::{Actor, Identity, IdentityConfig, LoginRequest, NewUser, Role, SystemClock};
 use tower::ServiceExt;
@@ -41,7 +42,7 @@ impl Kit {
     }
 
     pub fn with_config(backend: Router, config: DashboardConfig) -> Self {
-        let db = Arc::new(Db::open_in_memory().unwrap());
+        let db = Arc::new(fresh_db());
         let mut cfg = IdentityConfig::default();
         cfg.argon2.memory_kib = 64;
         cfg.argon2.iterations = 1;

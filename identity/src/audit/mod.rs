@@ -1,18 +1,20 @@
 //! The tamper-evident audit log. Records are append-only: each carries the SHA-256 (or, with
 //! `audit_key`, HMAC-SHA256) of its fields and of the previous record's hash, so `verify`
-//! finds an edited, deleted or inserted record and names it. SQLite triggers refuse UPDATE and
-//! DELETE on the table, the crate has no code path that modifies it, and a head row (last seq
-//! and hash, written in the same transaction) exposes truncation of the tail. Records are also
-//! forwarded to syslog when configured, which keeps a copy outside the appliance's disk.
+//! finds an edited, deleted or inserted record and names it. Triggers refuse UPDATE and DELETE
+//! on the table (SQLite's in the original migration, PostgreSQL's in [`migration`]), the crate
+//! has no code path that modifies it, and a head row (last seq and hash, written in the same
+//! transaction) exposes truncation of the tail. Appends are serialized on both engines (see
+//! [`AuditLog::append`]), so concurrent writers still build one unbroken chain. Records are
+//! also forwarded to syslog when configured, which keeps a copy outside the appliance's disk.
 
 pub mod syslog;
 
 use hmac::{Hmac, Mac};
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use tingzhen_core::db::{Db, DbError, rusqlite};
+use tingzhen_core::db::{Db, DbError, Dialect, Row, Value};
+use tingzhen_core::params;
 
 /// The previous hash of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -154,6 +156,35 @@ CREATE TRIGGER identity_audit_no_delete BEFORE DELETE ON identity_audit
 CREATE TABLE identity_audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
 ";
 
+/// The SQLite triggers of [`MIGRATION`], exactly as written there.
+const SQLITE_TRIGGERS: &str = "CREATE TRIGGER identity_audit_no_update BEFORE UPDATE ON identity_audit
+    BEGIN SELECT RAISE(ABORT, 'identity_audit is append-only'); END;
+CREATE TRIGGER identity_audit_no_delete BEFORE DELETE ON identity_audit
+    BEGIN SELECT RAISE(ABORT, 'identity_audit is append-only'); END;
+";
+
+/// The same refusal in PostgreSQL's terms: a trigger function, the two row triggers under the
+/// same names, and one for TRUNCATE, which PostgreSQL runs without row triggers.
+const POSTGRES_TRIGGERS: &str = "CREATE FUNCTION identity_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'identity_audit is append-only'; END $$;
+CREATE TRIGGER identity_audit_no_update BEFORE UPDATE ON identity_audit
+    FOR EACH ROW EXECUTE FUNCTION identity_audit_append_only();
+CREATE TRIGGER identity_audit_no_delete BEFORE DELETE ON identity_audit
+    FOR EACH ROW EXECUTE FUNCTION identity_audit_append_only();
+CREATE TRIGGER identity_audit_no_truncate BEFORE TRUNCATE ON identity_audit
+    FOR EACH STATEMENT EXECUTE FUNCTION identity_audit_append_only();
+";
+
+/// The audit migration for `dialect`. SQLite gets [`MIGRATION`] unchanged (released databases
+/// applied exactly that text); PostgreSQL has no `RAISE(ABORT, …)` triggers, so it gets the
+/// same tables with [`POSTGRES_TRIGGERS`] instead.
+pub(crate) fn migration(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => MIGRATION.to_owned(),
+        Dialect::Postgres => MIGRATION.replacen(SQLITE_TRIGGERS, POSTGRES_TRIGGERS, 1),
+    }
+}
+
 pub struct AuditLog {
     db: Arc<Db>,
     key: Option<Vec<u8>>,
@@ -172,49 +203,56 @@ impl AuditLog {
     }
 
     /// Appends one record at `ts_ms` and returns it (hash included).
+    ///
+    /// Reading the last record and writing the next one is one transaction. SQLite has one
+    /// connection, so that alone serializes appends; PostgreSQL's pooled connections run at
+    /// READ COMMITTED, where two appends would read the same predecessor, so the table is
+    /// locked against other writers first (readers are not blocked).
     pub fn append(&self, ts_ms: i64, e: &AuditEvent) -> Result<AuditRecord, DbError> {
-        let rec = self.db.with_conn(|c| -> Result<AuditRecord, DbError> {
-            let tx = c.transaction()?;
-            let last: Option<(i64, String)> = tx
-                .query_row("SELECT seq, hash FROM identity_audit ORDER BY seq DESC LIMIT 1", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            let (seq, prev_hash) = last.map(|(s, h)| (s + 1, h)).unwrap_or((1, GENESIS.to_string()));
-            let mut rec = AuditRecord {
-                seq,
-                ts_ms,
-                actor: e.actor.clone(),
-                source_ip: e.source_ip.clone(),
-                event: e.event.clone(),
-                outcome: e.outcome.as_str().to_string(),
-                detail: e.detail.clone(),
-                prev_hash,
-                hash: String::new(),
-            };
-            rec.hash = self.hash_of(&rec);
-            tx.execute(
-                "INSERT INTO identity_audit (seq, ts_ms, actor, source_ip, event, outcome, detail, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    rec.seq,
-                    rec.ts_ms,
-                    rec.actor,
-                    rec.source_ip,
-                    rec.event,
-                    rec.outcome,
-                    rec.detail,
-                    rec.prev_hash,
-                    rec.hash
-                ],
-            )?;
-            tx.execute(
-                "INSERT INTO identity_audit_head (id, seq, hash) VALUES (1, ?1, ?2)
-                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                params![rec.seq, rec.hash],
-            )?;
-            tx.commit()?;
-            Ok(rec)
+        let rec = self.db.with_conn(|c| {
+            c.transaction(|tx| -> Result<AuditRecord, DbError> {
+                if tx.dialect() == Dialect::Postgres {
+                    tx.execute_batch("LOCK TABLE identity_audit IN EXCLUSIVE MODE")?;
+                }
+                let last =
+                    tx.query_opt("SELECT seq, hash FROM identity_audit ORDER BY seq DESC LIMIT 1", &(), |r| {
+                        Ok((r.get::<i64>(0)?, r.get::<String>(1)?))
+                    })?;
+                let (seq, prev_hash) = last.map(|(s, h)| (s + 1, h)).unwrap_or((1, GENESIS.to_string()));
+                let mut rec = AuditRecord {
+                    seq,
+                    ts_ms,
+                    actor: e.actor.clone(),
+                    source_ip: e.source_ip.clone(),
+                    event: e.event.clone(),
+                    outcome: e.outcome.as_str().to_string(),
+                    detail: e.detail.clone(),
+                    prev_hash,
+                    hash: String::new(),
+                };
+                rec.hash = self.hash_of(&rec);
+                tx.execute(
+                    "INSERT INTO identity_audit (seq, ts_ms, actor, source_ip, event, outcome, detail, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    &params![
+                        rec.seq,
+                        rec.ts_ms,
+                        rec.actor,
+                        rec.source_ip,
+                        rec.event,
+                        rec.outcome,
+                        rec.detail,
+                        rec.prev_hash,
+                        rec.hash
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT INTO identity_audit_head (id, seq, hash) VALUES (1, ?1, ?2)
+                     ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                    &params![rec.seq, rec.hash],
+                )?;
+                Ok(rec)
+            })
         })?;
         if let Some(f) = &self.forwarder {
             f.send(&rec);
@@ -246,15 +284,25 @@ impl AuditLog {
 
     /// Walks the whole chain and reports the first problem, naming the record.
     pub fn verify(&self) -> Result<VerifyReport, DbError> {
-        let (rows, head) = self.db.with_conn(|c| -> Result<_, DbError> {
-            let mut st = c.prepare(
-                "SELECT seq, ts_ms, actor, source_ip, event, outcome, detail, prev_hash, hash FROM identity_audit ORDER BY seq",
-            )?;
-            let rows = st.query_map([], row_to_record)?.collect::<Result<Vec<_>, _>>()?;
-            let head: Option<(i64, String)> = c
-                .query_row("SELECT seq, hash FROM identity_audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            Ok((rows, head))
+        // Records and head are read in one snapshot: an append between the two reads would
+        // otherwise look like a truncated (or overlong) log. SQLite's single connection gives
+        // that within a transaction; PostgreSQL needs REPEATABLE READ (READ COMMITTED takes a
+        // new snapshot per statement). Appends are not blocked meanwhile.
+        let (rows, head) = self.db.with_conn(|c| {
+            c.transaction(|tx| -> Result<_, DbError> {
+                if tx.dialect() == Dialect::Postgres {
+                    tx.execute_batch("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")?;
+                }
+                let rows = tx.query_map(
+                    "SELECT seq, ts_ms, actor, source_ip, event, outcome, detail, prev_hash, hash FROM identity_audit ORDER BY seq",
+                    &(),
+                    row_to_record,
+                )?;
+                let head = tx.query_opt("SELECT seq, hash FROM identity_audit_head WHERE id = 1", &(), |r| {
+                    Ok((r.get::<i64>(0)?, r.get::<String>(1)?))
+                })?;
+                Ok((rows, head))
+            })
         })?;
         let n = rows.len() as i64;
         let fail = |seq, kind, message: String| {
@@ -307,42 +355,37 @@ impl AuditLog {
         let mut sql = String::from(
             "SELECT seq, ts_ms, actor, source_ip, event, outcome, detail, prev_hash, hash FROM identity_audit WHERE 1=1",
         );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut add = |cond: &str, v: rusqlite::types::Value| {
+        let mut args: Vec<Value<'_>> = Vec::new();
+        let mut add = |cond: &str, v| {
             args.push(v);
             sql.push_str(&format!(" AND {cond} ?{}", args.len()));
         };
         if let Some(v) = q.from_ms {
-            add("ts_ms >=", v.into());
+            add("ts_ms >=", Value::Int(v));
         }
         if let Some(v) = q.to_ms {
-            add("ts_ms <", v.into());
+            add("ts_ms <", Value::Int(v));
         }
         if let Some(v) = &q.actor {
-            add("actor =", v.clone().into());
+            add("actor =", Value::Text(v));
         }
         if let Some(v) = &q.event {
-            add("event =", v.clone().into());
+            add("event =", Value::Text(v));
         }
         if let Some(v) = &q.outcome {
-            add("outcome =", v.clone().into());
+            add("outcome =", Value::Text(v));
         }
         if let Some(v) = &q.source_ip {
-            add("source_ip =", v.clone().into());
+            add("source_ip =", Value::Text(v));
         }
         let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
         let offset = q.offset.unwrap_or(0).max(0);
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT {limit} OFFSET {offset}"));
-        self.db.with_conn(|c| -> Result<_, DbError> {
-            let mut st = c.prepare(&sql)?;
-            let rows =
-                st.query_map(rusqlite::params_from_iter(args.iter()), row_to_record)?.collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
+        self.db.with_conn(|c| c.query_map(&sql, &args, row_to_record))
     }
 }
 
-fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+fn row_to_record(r: &Row<'_>) -> Result<AuditRecord, DbError> {
     Ok(AuditRecord {
         seq: r.get(0)?,
         ts_ms: r.get(1)?,
@@ -354,4 +397,18 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
         prev_hash: r.get(7)?,
         hash: r.get(8)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_migration_swaps_only_the_triggers() {
+        assert_eq!(migration(Dialect::Sqlite), MIGRATION);
+        let pg = migration(Dialect::Postgres);
+        assert!(!pg.contains("RAISE(ABORT"), "{pg}");
+        assert!(pg.contains("identity_audit_no_update") && pg.contains("identity_audit_no_delete"));
+        assert_eq!(pg.replacen(POSTGRES_TRIGGERS, SQLITE_TRIGGERS, 1), MIGRATION);
+    }
 }

@@ -1,7 +1,12 @@
 //! `Identity`: the service every web-facing target holds. It owns the identity tables (its own
-//! component migrations in the shared SQLite store), the password policy, the audit log and the
-//! clock. Login, sessions, CSRF/replay checks and TOTP are in `session`; account management,
-//! search and reports in `users`; access-time windows in `access`.
+//! component migrations in the shared store, SQLite or PostgreSQL), the password policy, the
+//! audit log and the clock. Login, sessions, CSRF/replay checks and TOTP are in `session`;
+//! account management, search and reports in `users`; access-time windows in `access`.
+//!
+//! The store may be PostgreSQL with several pooled connections at READ COMMITTED, so every
+//! read-then-write here (lockout counter, captcha, TOTP step, status change, role change,
+//! password history, the first administrator) is either one statement or one transaction that
+//! locks what it read ([`for_update`]); SQLite's single connection serializes them anyway.
 
 mod access;
 mod credentials;
@@ -22,7 +27,7 @@ use crate::messages::Msg;
 use crate::password::{HashError, PasswordPolicy};
 use crate::roles::{Permission, allowed};
 use std::sync::Arc;
-use tingzhen_core::db::{Db, DbError};
+use tingzhen_core::db::{Conn, Db, DbError, Dialect};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -50,12 +55,6 @@ pub enum IdentityError {
     /// The new password breaks these rules.
     #[error("password refused: {violations:?}")]
     Policy { violations: Vec<Msg>, min_length: usize },
-}
-
-impl From<tingzhen_core::db::rusqlite::Error> for IdentityError {
-    fn from(e: tingzhen_core::db::rusqlite::Error) -> Self {
-        Self::Db(DbError::Sqlite(e))
-    }
 }
 
 pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
@@ -139,7 +138,44 @@ const MIGRATIONS: &[&str] = &[
         last_failure_ms INTEGER NOT NULL
     );",
     audit::MIGRATION,
+    // 3: user names are unique and looked up case-insensitively through lower(username) on
+    // both engines (SQLite's COLLATE NOCASE in migration 1 has no PostgreSQL equivalent; it
+    // folds ASCII only, like lower(), and names are ASCII, so existing rows stay unique).
+    // Password history gets a per-user sequence that orders it (it relied on SQLite's rowid);
+    // existing rows are numbered by time, then hash.
+    "CREATE UNIQUE INDEX identity_users_username_lower ON identity_users (lower(username));
+    ALTER TABLE identity_password_history ADD COLUMN seq INTEGER;
+    UPDATE identity_password_history SET seq = (
+        SELECT COUNT(*) FROM identity_password_history h
+        WHERE h.user_id = identity_password_history.user_id
+          AND (h.changed_ms < identity_password_history.changed_ms
+               OR (h.changed_ms = identity_password_history.changed_ms
+                   AND h.password_hash <= identity_password_history.password_hash))
+    );",
 ];
+
+/// The migrations in `dialect`'s terms. SQLite runs [`MIGRATIONS`] as released; PostgreSQL
+/// gets migration 1 without SQLite's NOCASE collation (migration 3's index takes its place)
+/// and the audit triggers in its own syntax.
+fn migrations(dialect: Dialect) -> Vec<String> {
+    MIGRATIONS
+        .iter()
+        .map(|m| match dialect {
+            Dialect::Sqlite => m.to_string(),
+            Dialect::Postgres if *m == audit::MIGRATION => audit::migration(dialect),
+            Dialect::Postgres => m.replace(" COLLATE NOCASE", ""),
+        })
+        .collect()
+}
+
+/// ` FOR UPDATE` on PostgreSQL, nothing on SQLite (which has no such clause and no need: one
+/// connection). Appended to a SELECT inside a transaction, it holds the rows read until commit.
+pub(crate) fn for_update(c: &Conn<'_>) -> &'static str {
+    match c.dialect() {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    }
+}
 
 pub struct Identity {
     db: Arc<Db>,
@@ -163,7 +199,8 @@ impl Identity {
     /// Validates `cfg`, migrates the identity tables and starts the syslog forwarder if configured.
     pub fn new(db: Arc<Db>, cfg: IdentityConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         cfg.validate()?;
-        db.migrate_component("identity", MIGRATIONS)?;
+        let migrations = migrations(db.dialect());
+        db.migrate_component("identity", &migrations.iter().map(String::as_str).collect::<Vec<_>>())?;
         let policy = PasswordPolicy::new(&cfg).map_err(|e| IdentityError::Setup(e.to_string()))?;
         let key = match &cfg.audit_key {
             Some(r) => Some(r.resolve().map_err(|e| IdentityError::Setup(format!("audit_key: {e}")))?.into_bytes()),
@@ -230,5 +267,81 @@ impl Identity {
             format!("permission {perm:?} on campus {}", campus.unwrap_or("*")),
         )?;
         Err(IdentityError::Denied(Msg::Forbidden))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_keeps_the_released_migrations_and_postgres_drops_nocase() {
+        assert_eq!(migrations(Dialect::Sqlite), MIGRATIONS);
+        let pg = migrations(Dialect::Postgres);
+        assert_eq!(pg.len(), MIGRATIONS.len());
+        assert!(MIGRATIONS[0].contains("COLLATE NOCASE") && !pg[0].contains("NOCASE"));
+        assert!(!pg[1].contains("RAISE(ABORT"));
+        assert_eq!(pg[2], MIGRATIONS[2]);
+    }
+
+    /// A store made before migration 3 (history ordered by rowid, names unique by NOCASE on
+    /// SQLite) upgrades: history rows get their order, and names stay unique ignoring case.
+    #[test]
+    fn migration_3_numbers_old_history_and_keeps_names_unique() {
+        let db = Arc::new(tingzhen_core::db::testing::fresh_db());
+        let old = migrations(db.dialect());
+        db.migrate_component("identity", &old[..2].iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        db.with_conn(|c| {
+            c.execute(
+                "INSERT INTO identity_users (id, username, password_hash, password_changed_ms, created_ms, updated_ms)
+                 VALUES (7, 'Ward-Nurse', 'h-now', 30, 1, 30)",
+                &(),
+            )?;
+            for (hash, at) in [("h-b", 20), ("h-a", 10), ("h-c", 20)] {
+                c.execute(
+                    "INSERT INTO identity_password_history (user_id, password_hash, changed_ms) VALUES (7, ?1, ?2)",
+                    &tingzhen_core::params![hash, at],
+                )?;
+            }
+            Ok::<_, DbError>(())
+        })
+        .unwrap();
+        let cfg = IdentityConfig {
+            argon2: crate::config::Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1 },
+            ..IdentityConfig::default()
+        };
+        let id = Identity::new(db.clone(), cfg, Arc::new(crate::ManualClock::new(1_000))).unwrap();
+        let order: Vec<(String, i64)> = db
+            .with_conn(|c| {
+                c.query_map(
+                    "SELECT password_hash, seq FROM identity_password_history WHERE user_id = 7 ORDER BY seq",
+                    &(),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!(order, [("h-a".to_string(), 1), ("h-b".to_string(), 2), ("h-c".to_string(), 3)]);
+        // The name is found and taken whatever its case.
+        let found = id.search(&UserFilter { q: Some("ward-NURSE".into()), ..Default::default() }).unwrap();
+        assert_eq!(found.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["Ward-Nurse"]);
+        let dup = |name: &str| NewUser {
+            username: name.into(),
+            display_name: String::new(),
+            password: "Kettle-river-7342".into(),
+            roles: Vec::new(),
+            valid_until_ms: None,
+            access_windows: Vec::new(),
+        };
+        let err = id.create_user(&Actor::new("cli:test", "local"), &dup("WARD-NURSE")).unwrap_err();
+        assert!(matches!(err, IdentityError::Exists(_)), "{err}");
+        // Straight into the table, the index refuses it too.
+        let raw = db.with_conn(|c| {
+            c.execute(
+                "INSERT INTO identity_users (username, password_hash, password_changed_ms, created_ms, updated_ms)
+                 VALUES ('ward-NURSE', 'x', 1, 1, 1)",
+                &(),
+            )
+        });
+        assert!(matches!(raw, Err(DbError::Conflict(_))), "{raw:?}");
     }
 }

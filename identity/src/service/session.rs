@@ -10,10 +10,10 @@ use crate::config::ms;
 use crate::messages::Msg;
 use crate::roles::{Role, RoleBinding};
 use crate::totp;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tingzhen_core::db::rusqlite;
+use tingzhen_core::db::{Conn, DbError, Row};
+use tingzhen_core::params;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,14 +107,14 @@ pub(super) struct UserRow {
 const USER_COLS: &str = "id, username, password_hash, password_changed_ms, must_change, status, valid_until_ms, \
                          access_windows, totp_secret, totp_last_step";
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+fn user_row(r: &Row<'_>) -> std::result::Result<UserRow, DbError> {
     let windows: String = r.get(7)?;
     Ok(UserRow {
         id: r.get(0)?,
         username: r.get(1)?,
         password_hash: r.get(2)?,
         password_changed_ms: r.get(3)?,
-        must_change: r.get::<_, i64>(4)? != 0,
+        must_change: r.get::<i64>(4)? != 0,
         status: r.get(5)?,
         valid_until_ms: r.get(6)?,
         access_windows: serde_json::from_str(&windows).unwrap_or_default(),
@@ -123,34 +123,46 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
+/// A user's role bindings, on a connection the caller holds (inside its transaction, say).
+/// Sorted here rather than by SQL, so the order is the same whatever the server's collation.
+pub(super) fn bindings_in(c: &Conn<'_>, user_id: i64) -> std::result::Result<Vec<RoleBinding>, DbError> {
+    let mut rows =
+        c.query_map("SELECT role, campus FROM identity_role_bindings WHERE user_id = ?1", &[user_id], |r| {
+            Ok((r.get::<String>(0)?, r.get::<String>(1)?))
+        })?;
+    rows.sort();
+    Ok(rows
+        .into_iter()
+        .filter_map(|(role, campus)| Role::parse(&role).map(|role| RoleBinding { role, campus }))
+        .collect())
+}
+
+/// The form a user name is looked up in: names are ASCII (checked at creation) and compared
+/// as `lower(username)`, which folds ASCII on both engines; folding only ASCII here too keeps
+/// a non-ASCII look-alike from matching on an engine whose lower() folds more.
+pub(super) fn name_key(username: &str) -> String {
+    username.to_ascii_lowercase()
+}
+
 impl Identity {
     fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
         Ok(self.db.with_conn(|c| {
-            c.query_row(&format!("SELECT {USER_COLS} FROM identity_users WHERE username = ?1"), [username], user_row)
-                .optional()
+            c.query_opt(
+                &format!("SELECT {USER_COLS} FROM identity_users WHERE lower(username) = ?1"),
+                &[name_key(username)],
+                user_row,
+            )
         })?)
     }
 
     pub(super) fn user_by_id(&self, id: i64) -> Result<UserRow> {
         Ok(self.db.with_conn(|c| {
-            c.query_row(&format!("SELECT {USER_COLS} FROM identity_users WHERE id = ?1"), [id], user_row)
+            c.query_row(&format!("SELECT {USER_COLS} FROM identity_users WHERE id = ?1"), &[id], user_row)
         })?)
     }
 
     pub(crate) fn bindings_of(&self, user_id: i64) -> Result<Vec<RoleBinding>> {
-        Ok(self.db.with_conn(|c| -> rusqlite::Result<Vec<RoleBinding>> {
-            let mut st =
-                c.prepare("SELECT role, campus FROM identity_role_bindings WHERE user_id = ?1 ORDER BY role, campus")?;
-            let rows = st.query_map([user_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (role, campus) = row?;
-                if let Some(role) = Role::parse(&role) {
-                    out.push(RoleBinding { role, campus });
-                }
-            }
-            Ok(out)
-        })?)
+        Ok(self.db.with_conn(|c| bindings_in(c, user_id))?)
     }
 
     /// A new captcha: returns its id (for the login request) and the PNG.
@@ -159,29 +171,25 @@ impl Identity {
         let png = captcha::render_png(&code)?;
         let id = random_hex32();
         let now = self.now_ms();
-        self.db.with_conn(|c| -> rusqlite::Result<()> {
-            c.execute("DELETE FROM identity_captchas WHERE expires_ms < ?1", [now])?;
+        self.db.with_conn(|c| {
+            c.execute("DELETE FROM identity_captchas WHERE expires_ms < ?1", &[now])?;
             c.execute(
                 "INSERT INTO identity_captchas (id_sha256, answer, expires_ms) VALUES (?1, ?2, ?3)",
-                params![sha256_hex(&id), code, now + ms(self.cfg.captcha_ttl)],
-            )?;
-            Ok(())
+                &params![sha256_hex(&id), code, now + ms(self.cfg.captcha_ttl)],
+            )
         })?;
         Ok((id, png))
     }
 
-    /// Consumes the captcha whatever the answer, so each image allows one guess.
+    /// Consumes the captcha whatever the answer, so each image allows one guess. Read and
+    /// removed in one statement: two requests racing with one captcha get one answer between them.
     fn take_captcha(&self, id: &str, answer: &str) -> Result<bool> {
         let now = self.now_ms();
         let h = sha256_hex(id);
-        let stored: Option<(String, i64)> = self.db.with_conn(|c| -> rusqlite::Result<_> {
-            let row = c
-                .query_row("SELECT answer, expires_ms FROM identity_captchas WHERE id_sha256 = ?1", [&h], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            c.execute("DELETE FROM identity_captchas WHERE id_sha256 = ?1", [&h])?;
-            Ok(row)
+        let stored: Option<(String, i64)> = self.db.with_conn(|c| {
+            c.query_opt("DELETE FROM identity_captchas WHERE id_sha256 = ?1 RETURNING answer, expires_ms", &[&h], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
         })?;
         Ok(matches!(stored, Some((a, exp)) if exp >= now && a.eq_ignore_ascii_case(answer.trim())))
     }
@@ -192,46 +200,58 @@ impl Identity {
         let failures: i64 = self
             .db
             .with_conn(|c| {
-                c.query_row("SELECT failures FROM identity_login_failures WHERE username_lc = ?1", [&lc], |r| r.get(0))
-                    .optional()
+                c.query_opt("SELECT failures FROM identity_login_failures WHERE username_lc = ?1", &[&lc], |r| r.get(0))
             })?
             .unwrap_or(0);
         Ok(failures >= self.cfg.captcha_after_failures as i64)
     }
 
-    /// Counts a failed attempt; locks the name when the threshold is reached.
+    /// Counts a failed attempt; locks the name when the threshold is reached. Returns the end
+    /// of the lock, if the name is locked now.
+    ///
+    /// One transaction: the upsert takes the row's lock on PostgreSQL, so concurrent failures
+    /// for one name are counted one after another and exactly one of them sets (and audits)
+    /// the lock; the others see it set.
     fn note_failure(&self, lc: &str, ip: &str) -> Result<Option<i64>> {
         let now = self.now_ms();
-        let failures: i64 = self.db.with_conn(|c| {
-            c.query_row(
-                "INSERT INTO identity_login_failures (username_lc, failures, last_failure_ms) VALUES (?1, 1, ?2)
-                 ON CONFLICT(username_lc) DO UPDATE SET failures = failures + 1, last_failure_ms = excluded.last_failure_ms
-                 RETURNING failures",
-                params![lc, now],
-                |r| r.get(0),
-            )
-        })?;
-        if failures >= self.cfg.lockout_threshold as i64 {
-            let until = now + ms(self.cfg.lockout_duration);
-            self.db.with_conn(|c| {
-                c.execute(
+        let threshold = self.cfg.lockout_threshold as i64;
+        let until = now + ms(self.cfg.lockout_duration);
+        let (failures, locked, newly) = self.db.with_conn(|c| {
+            c.transaction(|tx| -> std::result::Result<_, DbError> {
+                let (failures, locked): (i64, Option<i64>) = tx.query_row(
+                    "INSERT INTO identity_login_failures (username_lc, failures, last_failure_ms) VALUES (?1, 1, ?2)
+                     ON CONFLICT(username_lc) DO UPDATE SET failures = identity_login_failures.failures + 1,
+                         last_failure_ms = excluded.last_failure_ms
+                     RETURNING failures, locked_until_ms",
+                    &params![lc, now],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if failures < threshold {
+                    return Ok((failures, None, false));
+                }
+                if let Some(l) = locked.filter(|l| *l > now) {
+                    return Ok((failures, Some(l), false));
+                }
+                tx.execute(
                     "UPDATE identity_login_failures SET locked_until_ms = ?2 WHERE username_lc = ?1",
-                    params![lc, until],
-                )
-            })?;
+                    &params![lc, until],
+                )?;
+                Ok((failures, Some(until), true))
+            })
+        })?;
+        if newly {
             self.record(
                 &Actor::new(lc, ip),
                 events::LOCKOUT,
                 Outcome::Refused,
                 format!("locked after {failures} failed logins until {until} ms"),
             )?;
-            return Ok(Some(until));
         }
-        Ok(None)
+        Ok(locked)
     }
 
     fn clear_failures(&self, lc: &str) -> Result<()> {
-        self.db.with_conn(|c| c.execute("DELETE FROM identity_login_failures WHERE username_lc = ?1", [lc]))?;
+        self.db.with_conn(|c| c.execute("DELETE FROM identity_login_failures WHERE username_lc = ?1", &[lc]))?;
         Ok(())
     }
 
@@ -255,28 +275,32 @@ impl Identity {
         let lock: Option<i64> = self
             .db
             .with_conn(|c| {
-                c.query_row("SELECT locked_until_ms FROM identity_login_failures WHERE username_lc = ?1", [&lc], |r| {
-                    r.get(0)
+                c.query_opt("SELECT locked_until_ms FROM identity_login_failures WHERE username_lc = ?1", &[&lc], |r| {
+                    r.get::<Option<i64>>(0)
                 })
-                .optional()
             })?
             .flatten();
         if let Some(until) = lock {
             if until > now {
                 return refuse(Msg::AccountLocked { minutes: self.lock_minutes(until) }, "account locked");
             }
-            self.db.with_conn(|c| {
+            // Only the request that lifts this very lock records the unlock, however many
+            // logins arrive together once it has run out.
+            let lifted = self.db.with_conn(|c| {
                 c.execute(
-                    "UPDATE identity_login_failures SET failures = 0, locked_until_ms = NULL WHERE username_lc = ?1",
-                    [&lc],
+                    "UPDATE identity_login_failures SET failures = 0, locked_until_ms = NULL
+                     WHERE username_lc = ?1 AND locked_until_ms = ?2",
+                    &params![lc, until],
                 )
             })?;
-            self.record(
-                &Actor::new(username, ip),
-                events::UNLOCK,
-                Outcome::Success,
-                "automatic unlock: lockout period over",
-            )?;
+            if lifted == 1 {
+                self.record(
+                    &Actor::new(username, ip),
+                    events::UNLOCK,
+                    Outcome::Success,
+                    "automatic unlock: lockout period over",
+                )?;
+            }
         }
         if self.captcha_required(&lc)? {
             let (Some(id), Some(answer)) = (&req.captcha_id, &req.captcha_answer) else {
@@ -316,21 +340,28 @@ impl Identity {
                 return refuse(Msg::TotpRequired, "one-time code missing");
             };
             let key = totp::base32_decode(&self.secrets.open(secret)?).unwrap_or_default();
-            match totp::check(&key, code, now / 1000) {
+            let accepted = match totp::check(&key, code, now / 1000) {
                 // A code is single-use: a step at or before the last accepted one is a replay.
+                // The step moves on only if it still is later, in one statement, so of two
+                // logins racing with one code exactly one gets in.
                 Some(step) if user.totp_last_step.is_none_or(|last| step > last) => {
                     self.db.with_conn(|c| {
-                        c.execute("UPDATE identity_users SET totp_last_step = ?2 WHERE id = ?1", params![user.id, step])
-                    })?;
+                        c.execute(
+                            "UPDATE identity_users SET totp_last_step = ?2
+                             WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+                            &[user.id, step],
+                        )
+                    })? == 1
                 }
-                _ => {
-                    let locked = self.note_failure(&lc, ip)?;
-                    self.record(&Actor::new(username, ip), events::LOGIN, Outcome::Failure, "wrong one-time code")?;
-                    return Err(IdentityError::Denied(match locked {
-                        Some(until) => Msg::AccountLocked { minutes: self.lock_minutes(until) },
-                        None => Msg::TotpWrong,
-                    }));
-                }
+                _ => false,
+            };
+            if !accepted {
+                let locked = self.note_failure(&lc, ip)?;
+                self.record(&Actor::new(username, ip), events::LOGIN, Outcome::Failure, "wrong one-time code")?;
+                return Err(IdentityError::Denied(match locked {
+                    Some(until) => Msg::AccountLocked { minutes: self.lock_minutes(until) },
+                    None => Msg::TotpWrong,
+                }));
             }
         }
         self.clear_failures(&lc)?;
@@ -339,18 +370,19 @@ impl Identity {
         let weak = !self.policy.violations(&user.username, &req.password).is_empty();
         let session_id = random_hex32();
         let id_hash = sha256_hex(&session_id);
-        self.db.with_conn(|c| -> rusqlite::Result<()> {
-            c.execute(
-                "UPDATE identity_users SET last_login_ms = ?2, login_count = login_count + 1,
-                 must_change = CASE WHEN ?3 THEN 1 ELSE must_change END WHERE id = ?1",
-                params![user.id, now, weak],
-            )?;
-            c.execute(
-                "INSERT INTO identity_sessions (id_sha256, user_id, csrf_token, source_ip, created_ms, last_seen_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![id_hash, user.id, random_hex32(), ip, now],
-            )?;
-            Ok(())
+        self.db.with_conn(|c| {
+            c.transaction(|tx| {
+                tx.execute(
+                    "UPDATE identity_users SET last_login_ms = ?2, login_count = login_count + 1,
+                     must_change = CASE WHEN ?3 <> 0 THEN 1 ELSE must_change END WHERE id = ?1",
+                    &[user.id, now, i64::from(weak)],
+                )?;
+                tx.execute(
+                    "INSERT INTO identity_sessions (id_sha256, user_id, csrf_token, source_ip, created_ms, last_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                    &params![id_hash, user.id, random_hex32(), ip, now],
+                )
+            })
         })?;
         let detail =
             format!("session {}{}", &id_hash[..16], if weak { "; stored password is weak: change forced" } else { "" });
@@ -375,13 +407,12 @@ impl Identity {
         let now = self.now_ms();
         let h = sha256_hex(session_id);
         let row: Option<(i64, String, i64, i64)> = self.db.with_conn(|c| {
-            c.query_row(
+            c.query_opt(
                 "SELECT user_id, csrf_token, created_ms, last_seen_ms FROM identity_sessions
                  WHERE id_sha256 = ?1 AND ended_ms IS NULL",
-                [&h],
+                &[&h],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
-            .optional()
         })?;
         let Some((user_id, csrf_token, created_ms, last_seen_ms)) = row else {
             return Err(IdentityError::Denied(Msg::NotLoggedIn));
@@ -403,18 +434,26 @@ impl Identity {
         if let Some(reason) = end_reason {
             // The idle end is the last activity plus the timeout, which makes login durations honest.
             let ended = if reason == "idle timeout" { last_seen_ms + ms(self.cfg.session_idle_timeout) } else { now };
-            self.end_session(&h, ended, reason)?;
-            self.record(
-                &Actor::new(&user.username, ip),
-                events::SESSION_EXPIRED,
-                Outcome::Success,
-                format!("session {}: {reason}", &h[..16]),
-            )?;
+            // Requests arriving together on an expired session end it once and audit it once.
+            if self.end_session(&h, ended, reason)? {
+                self.record(
+                    &Actor::new(&user.username, ip),
+                    events::SESSION_EXPIRED,
+                    Outcome::Success,
+                    format!("session {}: {reason}", &h[..16]),
+                )?;
+            }
             return Err(IdentityError::Denied(Msg::SessionExpired));
         }
         if activity {
+            // Never moves backwards (a slower concurrent request with an older time) and never
+            // touches a session ended meanwhile.
             self.db.with_conn(|c| {
-                c.execute("UPDATE identity_sessions SET last_seen_ms = ?2 WHERE id_sha256 = ?1", params![h, now])
+                c.execute(
+                    "UPDATE identity_sessions SET last_seen_ms = ?2
+                     WHERE id_sha256 = ?1 AND ended_ms IS NULL AND last_seen_ms < ?2",
+                    &params![h, now],
+                )
             })?;
         }
         let bindings = self.bindings_of(user.id)?;
@@ -453,14 +492,15 @@ impl Identity {
         })
     }
 
-    fn end_session(&self, id_hash: &str, at: i64, reason: &str) -> Result<()> {
-        self.db.with_conn(|c| {
+    /// Ends a live session; `false` if it had already ended.
+    fn end_session(&self, id_hash: &str, at: i64, reason: &str) -> Result<bool> {
+        let n = self.db.with_conn(|c| {
             c.execute(
                 "UPDATE identity_sessions SET ended_ms = ?2, end_reason = ?3 WHERE id_sha256 = ?1 AND ended_ms IS NULL",
-                params![id_hash, at, reason],
+                &params![id_hash, at, reason],
             )
         })?;
-        Ok(())
+        Ok(n == 1)
     }
 
     pub fn logout(&self, session: &Session) -> Result<()> {
@@ -506,13 +546,14 @@ impl Identity {
             )?;
             return Err(IdentityError::Denied(Msg::ReplayRefused));
         }
-        let fresh = self.db.with_conn(|c| -> rusqlite::Result<bool> {
-            c.execute("DELETE FROM identity_nonces WHERE seen_ms < ?1", [now - 2 * window])?;
+        // The insert is the check: of two requests with one nonce, only one inserts it.
+        let fresh = self.db.with_conn(|c| {
+            c.execute("DELETE FROM identity_nonces WHERE seen_ms < ?1", &[now - 2 * window])?;
             let n = c.execute(
                 "INSERT INTO identity_nonces (session, nonce, seen_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![session.id_hash, nonce, now],
+                &params![session.id_hash, nonce, now],
             )?;
-            Ok(n == 1)
+            Ok::<_, DbError>(n == 1)
         })?;
         if !fresh {
             self.record(

@@ -3,12 +3,13 @@
 //! Callers check `Permission::ManageUsers` (or `ViewAudit`) first; these functions audit.
 
 use super::access::AccessWindow;
-use super::{Actor, Identity, IdentityError, Result, invalid};
+use super::session::{bindings_in, name_key};
+use super::{Actor, Identity, IdentityError, Result, for_update, invalid};
 use crate::audit::{Outcome, events};
 use crate::roles::{ALL_CAMPUSES, Role, RoleBinding};
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use tingzhen_core::db::rusqlite;
+use tingzhen_core::db::{Conn, DbError, Dialect, Value};
+use tingzhen_core::params;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,19 +139,44 @@ fn describe(roles: &[RoleBinding]) -> String {
     roles.iter().map(|b| format!("{}@{}", b.role.as_str(), b.campus)).collect::<Vec<_>>().join(", ")
 }
 
+/// What inserting an account found.
+enum Created {
+    Yes,
+    NameTaken,
+    /// `bootstrap_admin` only: somebody else created the first user meanwhile.
+    NotFirst,
+}
+
+/// Locks the user's row until the transaction ends (PostgreSQL), so a decision made on what
+/// was read about the user still holds when it is written.
+fn lock_user(tx: &Conn<'_>, id: i64) -> std::result::Result<String, DbError> {
+    tx.query_row(&format!("SELECT status FROM identity_users WHERE id = ?1{}", for_update(tx)), &[id], |r| r.get(0))
+}
+
 impl Identity {
     fn user_id(&self, username: &str) -> Result<(i64, String, String)> {
         self.db
             .with_conn(|c| {
-                c.query_row("SELECT id, username, status FROM identity_users WHERE username = ?1", [username], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
+                c.query_opt(
+                    "SELECT id, username, status FROM identity_users WHERE lower(username) = ?1",
+                    &[name_key(username)],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
             })?
             .ok_or_else(|| IdentityError::NotFound(username.to_string()))
     }
 
     pub fn create_user(&self, actor: &Actor, u: &NewUser) -> Result<()> {
+        match self.insert_user(actor, u, false)? {
+            Created::Yes => Ok(()),
+            Created::NameTaken | Created::NotFirst => Err(IdentityError::Exists(u.username.trim().to_string())),
+        }
+    }
+
+    /// Checks and inserts an account with its bindings, then audits it. With `only_first`, the
+    /// insert happens only while the table is empty, decided under a table lock on PostgreSQL
+    /// so two servers bootstrapping one database create one administrator.
+    fn insert_user(&self, actor: &Actor, u: &NewUser, only_first: bool) -> Result<Created> {
         let username = u.username.trim();
         check_username(username)?;
         check_bindings(&u.roles)?;
@@ -164,58 +190,70 @@ impl Identity {
         let hash = self.policy.hash(&u.password)?;
         let now = self.now_ms();
         let windows = serde_json::to_string(&u.access_windows).unwrap_or_else(|_| "[]".into());
-        let created = self.db.with_conn(|c| -> rusqlite::Result<bool> {
-            let tx = c.transaction()?;
-            let n = tx.execute(
-                "INSERT INTO identity_users (username, display_name, password_hash, password_changed_ms, must_change,
-                 created_ms, updated_ms, valid_until_ms, access_windows)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?4, ?4, ?5, ?6) ON CONFLICT(username) DO NOTHING",
-                params![username, u.display_name.trim(), hash, now, u.valid_until_ms, windows],
-            )?;
-            if n == 0 {
-                return Ok(false);
-            }
-            let id = tx.last_insert_rowid();
-            for b in &u.roles {
-                tx.execute(
-                    "INSERT OR IGNORE INTO identity_role_bindings (user_id, role, campus) VALUES (?1, ?2, ?3)",
-                    params![id, b.role.as_str(), b.campus.trim()],
+        let created = self.db.with_conn(|c| {
+            c.transaction(|tx| -> std::result::Result<Created, DbError> {
+                if only_first {
+                    if tx.dialect() == Dialect::Postgres {
+                        tx.execute_batch("LOCK TABLE identity_users IN EXCLUSIVE MODE")?;
+                    }
+                    if tx.query_row("SELECT COUNT(*) FROM identity_users", &(), |r| r.get::<i64>(0))? > 0 {
+                        return Ok(Created::NotFirst);
+                    }
+                }
+                // No conflict target: the name may collide with the UNIQUE column or with the
+                // lower(username) index, and either means the name is taken.
+                let id: Option<i64> = tx.query_opt(
+                    "INSERT INTO identity_users (username, display_name, password_hash, password_changed_ms, must_change,
+                     created_ms, updated_ms, valid_until_ms, access_windows)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?4, ?4, ?5, ?6) ON CONFLICT DO NOTHING RETURNING id",
+                    &params![username, u.display_name.trim(), hash, now, u.valid_until_ms, windows],
+                    |r| r.get(0),
                 )?;
-            }
-            tx.commit()?;
-            Ok(true)
+                let Some(id) = id else { return Ok(Created::NameTaken) };
+                for b in &u.roles {
+                    tx.execute(
+                        "INSERT INTO identity_role_bindings (user_id, role, campus) VALUES (?1, ?2, ?3)
+                         ON CONFLICT DO NOTHING",
+                        &params![id, b.role.as_str(), b.campus.trim()],
+                    )?;
+                }
+                Ok(Created::Yes)
+            })
         })?;
-        if !created {
-            return Err(IdentityError::Exists(username.to_string()));
+        if let Created::Yes = created {
+            self.record(
+                actor,
+                events::USER_CREATE,
+                Outcome::Success,
+                format!("user {username}; roles {}", describe(&u.roles)),
+            )?;
         }
-        self.record(
-            actor,
-            events::USER_CREATE,
-            Outcome::Success,
-            format!("user {username}; roles {}", describe(&u.roles)),
-        )
+        Ok(created)
     }
 
     /// The first administrator, for a fresh install: created only when no user exists yet.
     /// Returns `false` if there already are users.
     pub fn bootstrap_admin(&self, actor: &Actor, username: &str, password: &str) -> Result<bool> {
-        let count: i64 = self.db.with_conn(|c| c.query_row("SELECT COUNT(*) FROM identity_users", [], |r| r.get(0)))?;
+        // Cheap answer for the usual case; the insert checks again under a lock.
+        let count: i64 =
+            self.db.with_conn(|c| c.query_row("SELECT COUNT(*) FROM identity_users", &(), |r| r.get(0)))?;
         if count > 0 {
             return Ok(false);
         }
         let roles = vec![RoleBinding { role: Role::Admin, campus: ALL_CAMPUSES.into() }];
-        self.create_user(
-            actor,
-            &NewUser {
-                username: username.into(),
-                display_name: String::new(),
-                password: password.into(),
-                roles,
-                valid_until_ms: None,
-                access_windows: Vec::new(),
-            },
-        )?;
-        Ok(true)
+        let user = NewUser {
+            username: username.into(),
+            display_name: String::new(),
+            password: password.into(),
+            roles,
+            valid_until_ms: None,
+            access_windows: Vec::new(),
+        };
+        match self.insert_user(actor, &user, true)? {
+            Created::Yes => Ok(true),
+            Created::NotFirst => Ok(false),
+            Created::NameTaken => Err(IdentityError::Exists(username.trim().to_string())),
+        }
     }
 
     pub fn update_user(&self, actor: &Actor, username: &str, u: &UserUpdate) -> Result<()> {
@@ -227,23 +265,23 @@ impl Identity {
         }
         let now = self.now_ms();
         let mut changes = Vec::new();
-        self.db.with_conn(|c| -> rusqlite::Result<()> {
-            let tx = c.transaction()?;
-            if let Some(d) = &u.display_name {
-                tx.execute("UPDATE identity_users SET display_name = ?2 WHERE id = ?1", params![id, d.trim()])?;
-                changes.push("display name".to_string());
-            }
-            if let Some(v) = u.valid_until_ms {
-                tx.execute("UPDATE identity_users SET valid_until_ms = ?2 WHERE id = ?1", params![id, v])?;
-                changes.push(format!("valid until {v:?}"));
-            }
-            if let Some(ws) = &u.access_windows {
-                let json = serde_json::to_string(ws).unwrap_or_else(|_| "[]".into());
-                tx.execute("UPDATE identity_users SET access_windows = ?2 WHERE id = ?1", params![id, json])?;
-                changes.push(format!("access windows {json}"));
-            }
-            tx.execute("UPDATE identity_users SET updated_ms = ?2 WHERE id = ?1", params![id, now])?;
-            tx.commit()
+        self.db.with_conn(|c| {
+            c.transaction(|tx| {
+                if let Some(d) = &u.display_name {
+                    tx.execute("UPDATE identity_users SET display_name = ?2 WHERE id = ?1", &params![id, d.trim()])?;
+                    changes.push("display name".to_string());
+                }
+                if let Some(v) = u.valid_until_ms {
+                    tx.execute("UPDATE identity_users SET valid_until_ms = ?2 WHERE id = ?1", &params![id, v])?;
+                    changes.push(format!("valid until {v:?}"));
+                }
+                if let Some(ws) = &u.access_windows {
+                    let json = serde_json::to_string(ws).unwrap_or_else(|_| "[]".into());
+                    tx.execute("UPDATE identity_users SET access_windows = ?2 WHERE id = ?1", &params![id, json])?;
+                    changes.push(format!("access windows {json}"));
+                }
+                tx.execute("UPDATE identity_users SET updated_ms = ?2 WHERE id = ?1", &[id, now])
+            })
         })?;
         self.record(actor, events::USER_UPDATE, Outcome::Success, format!("user {name}: {}", changes.join("; ")))
     }
@@ -252,28 +290,33 @@ impl Identity {
     pub fn set_roles(&self, actor: &Actor, username: &str, roles: &[RoleBinding]) -> Result<()> {
         check_bindings(roles)?;
         let (id, name, _) = self.user_id(username)?;
-        let old = self.bindings_of(id)?;
         let group_admin = |bs: &[RoleBinding]| bs.iter().any(|b| b.role == Role::Admin && b.campus == ALL_CAMPUSES);
-        // An administrator who removes their own group-wide role could leave nobody able to
-        // manage accounts; another administrator (or the local CLI) must do it.
-        if name.eq_ignore_ascii_case(&actor.name) && group_admin(&old) && !group_admin(roles) {
-            return Err(invalid(
-                "roles",
-                "you cannot remove your own group-wide admin role; another administrator must",
-            ));
-        }
         let now = self.now_ms();
-        self.db.with_conn(|c| -> rusqlite::Result<()> {
-            let tx = c.transaction()?;
-            tx.execute("DELETE FROM identity_role_bindings WHERE user_id = ?1", [id])?;
-            for b in roles {
-                tx.execute(
-                    "INSERT OR IGNORE INTO identity_role_bindings (user_id, role, campus) VALUES (?1, ?2, ?3)",
-                    params![id, b.role.as_str(), b.campus.trim()],
-                )?;
-            }
-            tx.execute("UPDATE identity_users SET updated_ms = ?2 WHERE id = ?1", params![id, now])?;
-            tx.commit()
+        // The old bindings are read, checked and replaced under the user's row lock, so two
+        // concurrent changes apply one after the other and each audits what it replaced.
+        let old = self.db.with_conn(|c| {
+            c.transaction(|tx| -> Result<Vec<RoleBinding>> {
+                lock_user(tx, id)?;
+                let old = bindings_in(tx, id)?;
+                // An administrator who removes their own group-wide role could leave nobody able
+                // to manage accounts; another administrator (or the local CLI) must do it.
+                if name.eq_ignore_ascii_case(&actor.name) && group_admin(&old) && !group_admin(roles) {
+                    return Err(invalid(
+                        "roles",
+                        "you cannot remove your own group-wide admin role; another administrator must",
+                    ));
+                }
+                tx.execute("DELETE FROM identity_role_bindings WHERE user_id = ?1", &[id])?;
+                for b in roles {
+                    tx.execute(
+                        "INSERT INTO identity_role_bindings (user_id, role, campus) VALUES (?1, ?2, ?3)
+                         ON CONFLICT DO NOTHING",
+                        &params![id, b.role.as_str(), b.campus.trim()],
+                    )?;
+                }
+                tx.execute("UPDATE identity_users SET updated_ms = ?2 WHERE id = ?1", &[id, now])?;
+                Ok(old)
+            })
         })?;
         self.record(
             actor,
@@ -300,7 +343,7 @@ impl Identity {
     }
 
     fn apply(&self, actor: &Actor, action: BulkAction, username: &str) -> Result<()> {
-        let (id, name, status) = self.user_id(username)?;
+        let (id, name, _) = self.user_id(username)?;
         if matches!(action, BulkAction::Disable | BulkAction::Cancel) && name.eq_ignore_ascii_case(&actor.name) {
             return Err(invalid("usernames", "you cannot disable or cancel your own account"));
         }
@@ -308,7 +351,7 @@ impl Identity {
         let new_status = match action {
             BulkAction::Unfreeze => {
                 self.db.with_conn(|c| {
-                    c.execute("DELETE FROM identity_login_failures WHERE username_lc = ?1", [name.to_lowercase()])
+                    c.execute("DELETE FROM identity_login_failures WHERE username_lc = ?1", &[name.to_lowercase()])
                 })?;
                 return self.record(
                     actor,
@@ -317,20 +360,31 @@ impl Identity {
                     format!("user {name} unfrozen by {}", actor.name),
                 );
             }
-            _ if status == "cancelled" => return Err(invalid("status", format!("{name} is cancelled for good"))),
             BulkAction::Disable => "disabled",
             BulkAction::Enable => "active",
             BulkAction::Cancel => "cancelled",
         };
-        self.db.with_conn(|c| -> rusqlite::Result<()> {
-            c.execute("UPDATE identity_users SET status = ?2, updated_ms = ?3 WHERE id = ?1", params![id, new_status, now])?;
-            if new_status != "active" {
-                c.execute(
-                    "UPDATE identity_sessions SET ended_ms = ?2, end_reason = 'account disabled' WHERE user_id = ?1 AND ended_ms IS NULL",
-                    params![id, now],
+        // The status is checked and changed under the row lock: an enable racing a cancel must
+        // not bring the cancelled account back.
+        let status = self.db.with_conn(|c| {
+            c.transaction(|tx| -> Result<String> {
+                let status = lock_user(tx, id)?;
+                if status == "cancelled" {
+                    return Err(invalid("status", format!("{name} is cancelled for good")));
+                }
+                tx.execute(
+                    "UPDATE identity_users SET status = ?2, updated_ms = ?3 WHERE id = ?1",
+                    &params![id, new_status, now],
                 )?;
-            }
-            Ok(())
+                if new_status != "active" {
+                    tx.execute(
+                        "UPDATE identity_sessions SET ended_ms = ?2, end_reason = 'account disabled'
+                         WHERE user_id = ?1 AND ended_ms IS NULL",
+                        &[id, now],
+                    )?;
+                }
+                Ok(status)
+            })
         })?;
         self.record(actor, events::USER_STATUS, Outcome::Success, format!("user {name}: {status} -> {new_status}"))
     }
@@ -339,24 +393,29 @@ impl Identity {
         let now = self.now_ms();
         let mut sql = String::from(
             "SELECT u.id, u.username, u.display_name, u.status, l.locked_until_ms, u.created_ms, u.updated_ms,
-                    u.last_login_ms, u.login_count, u.valid_until_ms, u.password_changed_ms, u.totp_secret IS NOT NULL,
-                    u.access_windows
+                    u.last_login_ms, u.login_count, u.valid_until_ms, u.password_changed_ms,
+                    CASE WHEN u.totp_secret IS NULL THEN 0 ELSE 1 END, u.access_windows
              FROM identity_users u LEFT JOIN identity_login_failures l ON l.username_lc = lower(u.username) WHERE 1=1",
         );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut add = |cond: &str, v: rusqlite::types::Value| {
+        let pat =
+            f.q.as_deref()
+                .map(str::trim)
+                .filter(|q| !q.is_empty())
+                .map(|q| format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+        let mut args: Vec<Value<'_>> = Vec::new();
+        let mut add = |cond: &str, v| {
             args.push(v);
             sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
         };
-        if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            let pat = format!("%{}%", q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-            add(" AND (u.username LIKE ? ESCAPE '\\'", pat.clone().into());
-            add(" OR u.display_name LIKE ? ESCAPE '\\')", pat.into());
+        if let Some(pat) = &pat {
+            // LIKE ignores ASCII case on SQLite only; lower() on both sides makes it so on both.
+            add(" AND (lower(u.username) LIKE lower(?) ESCAPE '\\'", Value::Text(pat));
+            add(" OR lower(u.display_name) LIKE lower(?) ESCAPE '\\')", Value::Text(pat));
         }
         match f.status.as_deref() {
             None | Some("") => {}
-            Some("locked") => add(" AND l.locked_until_ms > ?", now.into()),
-            Some(s @ ("active" | "disabled" | "cancelled")) => add(" AND u.status = ?", s.to_string().into()),
+            Some("locked") => add(" AND l.locked_until_ms > ?", Value::Int(now)),
+            Some(s @ ("active" | "disabled" | "cancelled")) => add(" AND u.status = ?", Value::Text(s)),
             Some(other) => {
                 return Err(invalid("status", format!("{other:?} is not active, disabled, cancelled or locked")));
             }
@@ -372,21 +431,19 @@ impl Identity {
             (f.max_logins, " AND u.login_count <= ?"),
         ] {
             if let Some(v) = v {
-                add(cond, v.into());
+                add(cond, Value::Int(v));
             }
         }
-        sql.push_str(" ORDER BY u.username");
-        let rows = self.db.with_conn(|c| -> rusqlite::Result<Vec<(i64, UserSummary)>> {
-            let mut st = c.prepare(&sql)?;
-            let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        let mut rows = self.db.with_conn(|c| {
+            c.query_map(&sql, &args, |r| {
                 let windows: String = r.get(12)?;
                 Ok((
-                    r.get(0)?,
+                    r.get::<i64>(0)?,
                     UserSummary {
                         username: r.get(1)?,
                         display_name: r.get(2)?,
                         status: r.get(3)?,
-                        locked_until_ms: r.get::<_, Option<i64>>(4)?.filter(|t| *t > now),
+                        locked_until_ms: r.get::<Option<i64>>(4)?.filter(|t| *t > now),
                         created_ms: r.get(5)?,
                         updated_ms: r.get(6)?,
                         last_login_ms: r.get(7)?,
@@ -398,9 +455,13 @@ impl Identity {
                         roles: Vec::new(),
                     },
                 ))
-            })?;
-            rows.collect()
+            })
         })?;
+        // By name ignoring ASCII case (SQLite's NOCASE order), sorted here so the order does not
+        // depend on the PostgreSQL server's collation.
+        rows.sort_by(|(_, a), (_, b)| {
+            name_key(&a.username).cmp(&name_key(&b.username)).then_with(|| a.username.cmp(&b.username))
+        });
         rows.into_iter()
             .map(|(id, mut s)| {
                 s.roles = self.bindings_of(id)?;
@@ -453,14 +514,27 @@ impl Identity {
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) -> Result<Vec<LoginDuration>> {
-        Ok(self.db.with_conn(|c| -> rusqlite::Result<Vec<LoginDuration>> {
-            let mut st = c.prepare(
-                "SELECT u.username, s.source_ip, s.created_ms, s.ended_ms, s.end_reason
-                 FROM identity_sessions s JOIN identity_users u ON u.id = s.user_id
-                 WHERE (?1 IS NULL OR u.username = ?1) AND (?2 IS NULL OR s.created_ms >= ?2) AND (?3 IS NULL OR s.created_ms < ?3)
-                 ORDER BY s.created_ms DESC LIMIT 10000",
-            )?;
-            let rows = st.query_map(params![username, from_ms, to_ms], |r| {
+        // Only the filters given go into the SQL: PostgreSQL cannot type a parameter that is
+        // NULL and only compared in `?N IS NULL OR …` when several such NULLs differ in type.
+        let name = username.map(name_key);
+        let mut sql = String::from(
+            "SELECT u.username, s.source_ip, s.created_ms, s.ended_ms, s.end_reason
+             FROM identity_sessions s JOIN identity_users u ON u.id = s.user_id WHERE 1=1",
+        );
+        let mut args: Vec<Value<'_>> = Vec::new();
+        for (cond, v) in [
+            (" AND lower(u.username) = ?", name.as_deref().map(Value::Text)),
+            (" AND s.created_ms >= ?", from_ms.map(Value::Int)),
+            (" AND s.created_ms < ?", to_ms.map(Value::Int)),
+        ] {
+            if let Some(v) = v {
+                args.push(v);
+                sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
+            }
+        }
+        sql.push_str(" ORDER BY s.created_ms DESC, s.id_sha256 LIMIT 10000");
+        Ok(self.db.with_conn(|c| {
+            c.query_map(&sql, &args, |r| {
                 let start: i64 = r.get(2)?;
                 let end: Option<i64> = r.get(3)?;
                 Ok(LoginDuration {
@@ -471,8 +545,7 @@ impl Identity {
                     end_reason: r.get(4)?,
                     duration_ms: end.map(|e| e - start),
                 })
-            })?;
-            rows.collect()
+            })
         })?)
     }
 
@@ -483,7 +556,7 @@ impl Identity {
         self.db.with_conn(|c| {
             c.execute(
                 "UPDATE identity_sessions SET ended_ms = ?2, end_reason = ?3 WHERE user_id = ?1 AND ended_ms IS NULL",
-                params![id, now, reason],
+                &params![id, now, reason],
             )
         })?;
         Ok(())

@@ -1,6 +1,7 @@
-//! Test harness: an `Identity` over a SQLite file in a temp dir, a manual clock, and a client
-//! that drives the router with `oneshot`, keeping the session cookie and CSRF token and adding
-//! a fresh nonce and timestamp to every write (unless a test asks it not to).
+//! Test harness: an `Identity` over a test store (a SQLite file in a temp dir, or a schema of
+//! its own on PostgreSQL when `TINGZHEN_TEST_DATABASE_URL` is set), a manual clock, and a
+//! client that drives the router with `oneshot`, keeping the session cookie and CSRF token and
+//! adding a fresh nonce and timestamp to every write (unless a test asks it not to).
 
 #![allow(dead_code)]
 
@@ -8,10 +9,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tingzhen_core::db::Db;
+use tingzhen_core::db::testing::TestStore;
+use tingzhen_core::db::{Db, DbError, Dialect};
 use tingzhen_identity::config::Argon2Config;
 use tingzhen_identity::{Actor, Identity, IdentityConfig, ManualClock};
 use tower::ServiceExt;
@@ -22,12 +23,12 @@ pub const ADMIN_PW: &str = "Init-Admin#2026x";
 pub const GOOD_PW: &str = "Kettle-river-7342";
 
 pub struct Env {
-    pub dir: tempfile::TempDir,
-    pub path: PathBuf,
     pub db: Arc<Db>,
     pub clock: ManualClock,
     pub id: Arc<Identity>,
     pub app: Router,
+    /// Declared last: the store outlives the handles above while they drop.
+    pub store: TestStore,
 }
 
 pub fn fast_config() -> IdentityConfig {
@@ -40,13 +41,14 @@ pub fn fast_config() -> IdentityConfig {
 }
 
 pub fn env_with(cfg: IdentityConfig) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tingzhen.db");
-    let db = Arc::new(Db::open(&path).unwrap());
+    let store = TestStore::new();
+    let db = Arc::new(store.open());
+    let want = std::env::var(tingzhen_core::db::testing::TEST_DATABASE_URL).is_ok_and(|u| !u.trim().is_empty());
+    assert_eq!(db.dialect() == Dialect::Postgres, want, "the run tests the engine it says it does");
     let clock = ManualClock::new(T0);
     let id = Arc::new(Identity::new(db.clone(), cfg, Arc::new(clock.clone())).unwrap());
     let app = tingzhen_identity::api::router(id.clone());
-    Env { dir, path, db, clock, id, app }
+    Env { db, clock, id, app, store }
 }
 
 pub fn env() -> Env {
@@ -86,9 +88,31 @@ impl Env {
     /// The answer of a captcha, read from the store as only the server can.
     pub fn captcha_answer(&self, id: &str) -> String {
         let h = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(id.as_bytes()));
-        self.db.with_conn(|c| {
-            c.query_row("SELECT answer FROM identity_captchas WHERE id_sha256 = ?1", [h], |r| r.get(0)).unwrap()
-        })
+        self.db
+            .with_conn(|c| c.query_row("SELECT answer FROM identity_captchas WHERE id_sha256 = ?1", &[h], |r| r.get(0)))
+            .unwrap()
+    }
+
+    /// One text column of the first row `sql` selects, read directly from the store.
+    pub fn text(&self, sql: &str) -> String {
+        self.db.with_conn(|c| c.query_row(sql, &(), |r| r.get(0))).unwrap()
+    }
+
+    /// Runs `sql` directly on the store, as a DBA could.
+    pub fn exec(&self, sql: &str) -> Result<u64, DbError> {
+        self.db.with_conn(|c| c.execute(sql, &()))
+    }
+
+    /// Drops the audit log's append-only triggers, as a DBA with full rights could.
+    pub fn drop_audit_triggers(&self) {
+        let sql = match self.db.dialect() {
+            Dialect::Sqlite => "DROP TRIGGER identity_audit_no_update; DROP TRIGGER identity_audit_no_delete;",
+            Dialect::Postgres => {
+                "DROP TRIGGER identity_audit_no_update ON identity_audit;
+                 DROP TRIGGER identity_audit_no_delete ON identity_audit;"
+            }
+        };
+        self.db.with_conn(|c| c.execute_batch(sql)).unwrap();
     }
 
     /// A user who has already changed the initial password (so no forced change).
