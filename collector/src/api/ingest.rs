@@ -12,10 +12,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use tingzhen_core::inventory::Heartbeat;
 use tingzhen_core::line_protocol::{self, Precision};
-use tingzhen_core::{SeriesBatch, TimeSeries, remote_write};
+use tingzhen_core::remote_write::{self, DecodeBuffers};
+use tingzhen_core::{SeriesBatch, TimeSeries};
 
 fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>, protocol: &'static str) -> ApiResult<Bytes> {
     body.map_err(|rej| {
@@ -90,14 +92,22 @@ pub async fn remote_write(
 
 /// Decodes a remote-write body (snappy, then protobuf with labels borrowed from the
 /// decompressed buffer) and stores it, all or nothing. Blocking: runs on a blocking thread.
-/// `tz-bench ingest --only inproc` runs the same three steps in process.
+/// `tz-bench ingest --only inproc` runs the same steps in process.
 fn store_remote_write(backend: &Backend, body: &[u8]) -> Result<u64, ApiError> {
-    let bad = |e: remote_write::RemoteWriteError| ApiError::BadData(e.to_string());
-    let raw = remote_write::decompress(body, remote_write::DEFAULT_MAX_DECOMPRESSED).map_err(bad)?;
-    let batch = remote_write::decode_batch(&raw).map_err(bad)?;
-    let samples = batch.sample_total() as u64;
-    backend.write_batch(&batch).map_err(ApiError::from_write_error)?;
-    Ok(samples)
+    thread_local! {
+        // Blocking threads outlive requests, so each keeps its decode buffers (bounded by
+        // `DecodeBuffers::RETAIN_BYTES`) instead of faulting in fresh memory every time.
+        static BUFFERS: RefCell<DecodeBuffers> = RefCell::new(DecodeBuffers::default());
+    }
+    BUFFERS.with_borrow_mut(|bufs| {
+        let batch =
+            bufs.decode(body, remote_write::DEFAULT_MAX_DECOMPRESSED).map_err(|e| ApiError::BadData(e.to_string()))?;
+        let samples = batch.sample_total() as u64;
+        let written = backend.write_batch(&batch).map_err(ApiError::from_write_error);
+        let spare = batch.into_buffers();
+        bufs.keep(spare);
+        written.map(|_| samples)
+    })
 }
 
 /// Influx line protocol, for both the 1.x `/write` and 2.x `/api/v2/write` paths: the

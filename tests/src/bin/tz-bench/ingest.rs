@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tingzhen_collector::backend::{Backend, Store};
 use tingzhen_collector::tsdb::{Tsdb, TsdbOptions};
-use tingzhen_core::{SeriesBatch, remote_write};
+use tingzhen_core::SeriesBatch;
+use tingzhen_core::remote_write::{self, DecodeBuffers};
 use tingzhen_tests::peers::dir_bytes;
 use tingzhen_tests::{Collector, PromClient, VictoriaMetrics, now_ms};
 
@@ -69,12 +70,13 @@ fn rates(rs: &[LoadResult]) -> String {
 
 /// The collector's remote-write path for one body, the steps `api::ingest` runs on its
 /// blocking thread; returns the samples stored.
-fn store_remote_write(backend: &Backend, body: &[u8]) -> Result<u64, String> {
-    let raw = remote_write::decompress(body, remote_write::DEFAULT_MAX_DECOMPRESSED).map_err(|e| e.to_string())?;
-    let batch = remote_write::decode_batch(&raw).map_err(|e| e.to_string())?;
+fn store_remote_write(bufs: &mut DecodeBuffers, backend: &Backend, body: &[u8]) -> Result<u64, String> {
+    let batch = bufs.decode(body, remote_write::DEFAULT_MAX_DECOMPRESSED).map_err(|e| e.to_string())?;
     let samples = batch.sample_total() as u64;
-    backend.write_batch(&batch).map_err(|e| e.to_string())?;
-    Ok(samples)
+    let written = backend.write_batch(&batch).map_err(|e| e.to_string());
+    let spare = batch.into_buffers();
+    bufs.keep(spare);
+    written.map(|_| samples)
 }
 
 /// One in-process round on a fresh engine: `concurrency` threads take bodies in turn. Returns
@@ -90,11 +92,12 @@ fn inproc_round(w: &Workload, concurrency: usize) -> Result<(f64, f64), String> 
         let workers: Vec<_> = (0..concurrency)
             .map(|_| {
                 s.spawn(|| {
+                    let mut bufs = DecodeBuffers::default();
                     let mut n = 0u64;
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(b) = w.bodies.get(i) else { return Ok(n) };
-                        n += store_remote_write(&backend, &b.bytes)?;
+                        n += store_remote_write(&mut bufs, &backend, &b.bytes)?;
                     }
                 })
             })
