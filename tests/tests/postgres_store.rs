@@ -90,3 +90,67 @@ fn the_server_keeps_its_relational_state_in_postgresql() {
     let refused = h.get(&coll.url("/api/v1/inventory/hosts"), Some(&admin), &[]).unwrap();
     assert_eq!(refused.status, 401, "revoked token: {}", refused.body);
 }
+
+/// With `ca_file` the store connection is TLS with the server verified: the machine's
+/// PostgreSQL serves Debian's self-signed `ssl-cert-snakeoil` certificate (CN localhost), which
+/// is the CA here. A certificate from another CA is refused with the reason, and nothing falls
+/// back to plain text.
+#[test]
+fn the_store_connection_is_tls_verified_against_the_configured_ca() {
+    const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    assert_eq!(psql("SHOW ssl"), "on", "the local PostgreSQL must have TLS on for this test");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let schema = Schema(format!("tztls_{}_{nanos}", std::process::id()));
+    let app = format!("tz_tls_{nanos}");
+    let root = tempfile::tempdir().unwrap();
+    let config = |ca: &str| {
+        let path = root.path().join(format!("tingzhen-{}.toml", ca.len()));
+        std::fs::write(
+            &path,
+            format!(
+                "[storage]\ndata_dir = {:?}\n[database]\nurl = \"postgres://postgres@localhost:5432/test?application_name={app}\"\n\
+                 schema = {:?}\nca_file = {ca:?}\n",
+                root.path().join("data").display().to_string(),
+                schema.0
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let token = |cfg: &std::path::Path| {
+        Command::new(tingzhen_tests::bins::tingzhen())
+            .args(["token", "create", "--name", "tls-check", "--scope", "query", "--config"])
+            .arg(cfg)
+            .output()
+            .unwrap()
+    };
+
+    // Another CA: refused, and the reason names the certificate problem.
+    let other = tingzhen_tests::tls::generate(&root.path().join("other-ca"));
+    let refused = token(&config(&other.ca_path.display().to_string()));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a server outside the CA must be refused");
+    assert!(stderr.contains("TLS") && stderr.to_lowercase().contains("certificate"), "reason: {stderr}");
+
+    // The right CA: the token is stored, over a TLS session the server reports as such.
+    let good = config(SNAKEOIL);
+    let out = token(&good);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(psql(&format!("SELECT count(*) FROM {}.api_tokens", schema.0)), "1");
+    // A held connection shows in pg_stat_ssl: keep one open with a server on the same store.
+    let mut cmd = Command::new(tingzhen_tests::bins::tingzhen());
+    cmd.args(["serve", "--target", "collector", "--config"])
+        .arg(&good)
+        .args(["--listen", &tingzhen_tests::ports::free_addr().to_string()]);
+    let mut serve = tingzhen_tests::process::Proc::spawn("tingzhen-serve-tls", cmd, root.path());
+    let ssl = tingzhen_tests::wait::until_60s("the server's store connection", |last| {
+        let v = psql(&format!(
+            "SELECT COALESCE(string_agg(s.ssl::text, ','), '') FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '{app}'"
+        ));
+        last.clone_from(&v);
+        (!v.is_empty()).then_some(v)
+    });
+    serve.kill9();
+    assert!(ssl.split(',').all(|s| s == "true"), "every store connection must be TLS: {ssl}");
+}

@@ -24,6 +24,9 @@ pub struct DbConfig {
     pub password_env: Option<String>,
     /// Tables go in this schema (created if missing); unset is the server's search_path.
     pub schema: Option<String>,
+    /// PEM file of the CA (or the self-signed certificate) that signed the server's
+    /// certificate. Set: the connection is TLS and the server is verified, or refused.
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
 }
@@ -35,6 +38,7 @@ impl Default for DbConfig {
             password_file: None,
             password_env: None,
             schema: None,
+            ca_file: None,
             max_connections: default_max_connections(),
         }
     }
@@ -48,8 +52,12 @@ impl DbConfig {
     /// Checks what can be checked without connecting.
     pub fn validate(&self) -> Result<(), String> {
         if !self.is_postgres() {
-            if self.password_file.is_some() || self.password_env.is_some() || self.schema.is_some() {
-                return Err("database: password_file, password_env and schema need a postgres:// url".into());
+            if self.password_file.is_some()
+                || self.password_env.is_some()
+                || self.schema.is_some()
+                || self.ca_file.is_some()
+            {
+                return Err("database: password_file, password_env, schema and ca_file need a postgres:// url".into());
             }
             return Ok(());
         }
@@ -65,6 +73,9 @@ impl DbConfig {
         }
         if self.password_file.is_some() && self.password_env.is_some() {
             return Err("database: set password_file or password_env, not both".into());
+        }
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require && self.ca_file.is_none() {
+            return Err("database.url: sslmode=require needs database.ca_file, to verify the server".into());
         }
         if self.max_connections == 0 || self.max_connections > 256 {
             return Err("database.max_connections: must be between 1 and 256".into());
@@ -90,6 +101,14 @@ impl DbConfig {
             })?;
             config.password(value);
         }
+        let tls = match &self.ca_file {
+            Some(path) => {
+                // With a CA the connection is TLS or nothing: never fall back to plain text.
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Some(super::postgres::tls_connector(path)?)
+            }
+            None => None,
+        };
         if config.get_application_name().is_none() {
             config.application_name("tingzhen");
         }
@@ -101,6 +120,7 @@ impl DbConfig {
             schema: self.schema.clone(),
             max_connections: self.max_connections,
             drop_schema_on_close: false,
+            tls,
         }))
     }
 }
@@ -128,6 +148,15 @@ mod tests {
         assert!(cfg("postgres://tz@db/tingzhen").validate().is_ok());
         assert!(cfg("postgres://db/tingzhen").validate().unwrap_err().contains("user"));
         assert!(cfg("postgres://tz@db:notaport/x").validate().unwrap_err().contains("database.url"));
+    }
+
+    #[test]
+    fn tls_needs_a_ca_to_verify_with() {
+        let err = cfg("postgres://tz@db/x?sslmode=require").validate().unwrap_err();
+        assert!(err.contains("ca_file"), "{err}");
+        let missing = DbConfig { ca_file: Some("/nonexistent/ca.pem".into()), ..cfg("postgres://tz@db/x") };
+        let err = missing.postgres_options().err().unwrap().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub(super) fn pg_error(e: tokio_postgres::Error) -> DbError {
     DbError::Postgres(e.to_string())
 }
 
+/// The parameter a server message names ("… parameter $3"), as a 0-based index.
+fn parameter_named(message: &str) -> Option<usize> {
+    let digits: String = message[message.rfind('$')? + 1..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<usize>().ok()?.checked_sub(1)
+}
+
 /// Rewrites `?N` and `?` placeholders to PostgreSQL's `$N`, leaving string literals, quoted
 /// identifiers and comments alone.
 pub(super) fn placeholders(sql: &str) -> String {
@@ -284,22 +290,35 @@ impl PgConn {
             })
             .collect();
         let text = placeholders(sql);
+        let mut types = types;
         let mut prepared = block_on(self.client.prepare_typed(&text, &types));
         // `?2 IS NULL OR host = ?2` with a NULL gives the server nothing to infer $2 from. A
-        // NULL binds to any type, so try the store's types in turn for the NULL parameters.
-        // The server reports it as 42P08 (ambiguous parameter) or 42P18 (indeterminate type).
+        // NULL binds to any type, so the parameter the server names gets the store's types in
+        // turn (text, bigint, double) until the statement prepares; several such parameters
+        // are typed one after another. The server reports 42P08 or 42P18.
         use tokio_postgres::error::SqlState;
-        let indeterminate = matches!(&prepared, Err(e)
-            if e.code() == Some(&SqlState::AMBIGUOUS_PARAMETER) || e.code() == Some(&SqlState::INDETERMINATE_DATATYPE));
-        if indeterminate {
-            for fallback in [Type::TEXT, Type::INT8, Type::FLOAT8] {
-                let retyped: Vec<Type> =
-                    types.iter().map(|t| if t.oid() == 0 { fallback.clone() } else { t.clone() }).collect();
-                if let Ok(st) = block_on(self.client.prepare_typed(&text, &retyped)) {
-                    prepared = Ok(st);
-                    break;
+        const CANDIDATES: [Type; 3] = [Type::TEXT, Type::INT8, Type::FLOAT8];
+        let mut guessed: Vec<(usize, usize)> = Vec::new(); // (parameter index, candidate index)
+        for _ in 0..CANDIDATES.len() * (values.len() + 1) {
+            let Err(e) = &prepared else { break };
+            let indeterminate =
+                e.code() == Some(&SqlState::AMBIGUOUS_PARAMETER) || e.code() == Some(&SqlState::INDETERMINATE_DATATYPE);
+            let named = e.as_db_error().and_then(|d| parameter_named(d.message())).filter(|&k| k < types.len());
+            match named {
+                Some(k) if indeterminate && types[k].oid() == 0 => {
+                    types[k] = CANDIDATES[0].clone();
+                    guessed.push((k, 0));
                 }
+                // The latest guess did not fit how the parameter is used: try the next type.
+                _ => match guessed.last_mut() {
+                    Some((k, c)) if *c + 1 < CANDIDATES.len() => {
+                        *c += 1;
+                        types[*k] = CANDIDATES[*c].clone();
+                    }
+                    _ => break,
+                },
             }
+            prepared = block_on(self.client.prepare_typed(&text, &types));
         }
         let st = prepared.map_err(pg_error)?;
         let mut cache = self.statements.borrow_mut();
@@ -339,7 +358,7 @@ impl PgConn {
 }
 
 /// Where and how to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct PgOptions {
     pub config: tokio_postgres::Config,
     /// Tables live in this schema (created if missing); `None` is the server's search_path.
@@ -347,6 +366,28 @@ pub(crate) struct PgOptions {
     pub max_connections: usize,
     /// Drop the schema when the pool is dropped (test stores).
     pub drop_schema_on_close: bool,
+    /// TLS with server verification; `None` is plain TCP.
+    pub tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+/// A TLS connector that trusts only the certificates in `ca_file` (PEM).
+pub(crate) fn tls_connector(ca_file: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, DbError> {
+    let what = || format!("database.ca_file {}", ca_file.display());
+    let pem = std::fs::read(ca_file).map_err(|e| DbError::Config(format!("{}: cannot read: {e}", what())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| DbError::Config(format!("{}: not PEM: {e}", what())))?;
+        roots.add(cert).map_err(|e| DbError::Config(format!("{}: unusable certificate: {e}", what())))?;
+    }
+    if roots.is_empty() {
+        return Err(DbError::Config(format!("{}: no certificate in it", what())));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbError::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 struct PoolState {
@@ -401,20 +442,41 @@ impl PgPool {
 
     fn connect(&self) -> Result<PgConn, DbError> {
         let config = self.options.config.clone();
+        let tls = self.options.tls.clone();
+        // The connection task ends when the client is dropped or the server goes away; the
+        // client then reports closed and the pool replaces it.
         let task = self.runtime().spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            // The connection task ends when the client is dropped or the server goes away;
-            // the client then reports closed and the pool replaces it.
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            Ok::<_, tokio_postgres::Error>(client)
+            match tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    Ok::<_, tokio_postgres::Error>(client)
+                }
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    Ok(client)
+                }
+            }
         });
         let client = block_on(task)
             .map_err(|e| DbError::Postgres(format!("PostgreSQL connect task failed: {e}")))?
             .map_err(|e| match e.as_db_error() {
                 Some(_) => pg_error(e),
-                None => DbError::Postgres(format!("cannot connect to PostgreSQL: {e}")),
+                None => {
+                    // The reason (refused, unknown issuer, name mismatch) is in the source chain.
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why.push_str(&format!(": {s}"));
+                        source = s.source();
+                    }
+                    DbError::Postgres(format!("cannot connect to PostgreSQL: {why}"))
+                }
             })?;
         let conn = PgConn { client, statements: RefCell::new(HashMap::new()) };
         if let Some(schema) = &self.options.schema {

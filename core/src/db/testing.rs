@@ -24,7 +24,7 @@ fn pg_options(url: &str, schema: String, drop_schema_on_close: bool) -> Result<P
     let config = url
         .parse()
         .map_err(|e| DbError::Config(format!("{TEST_DATABASE_URL}: not a PostgreSQL connection string: {e}")))?;
-    Ok(PgOptions { config, schema: Some(schema), max_connections: 4, drop_schema_on_close })
+    Ok(PgOptions { config, schema: Some(schema), max_connections: 4, drop_schema_on_close, tls: None })
 }
 
 /// A fresh, empty store that disappears when dropped.

@@ -158,6 +158,18 @@ fn placeholders_bind_by_number_and_reuse() {
         })
         .unwrap();
     assert_eq!(v, (Some(7), 7.0));
+    // Several NULL-able filters of different types in one statement.
+    let n: i64 = db
+        .with_conn(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM t WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR n >= ?2)
+                 AND (?3 IS NULL OR score < ?3)",
+                &params![None::<String>, None::<i64>, None::<f64>],
+                |r| r.get(0),
+            )
+        })
+        .unwrap();
+    assert_eq!(n, 1);
     let expected =
         if std::env::var(super::testing::TEST_DATABASE_URL).is_ok() { Dialect::Postgres } else { Dialect::Sqlite };
     assert_eq!(db.dialect(), expected, "the run tests the engine it says it does");
