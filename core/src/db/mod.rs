@@ -16,8 +16,6 @@ mod tests;
 mod tokens;
 mod value;
 
-pub use rusqlite;
-
 pub use crate::params;
 pub use agents::AgentRecord;
 pub use config::DbConfig;
@@ -196,15 +194,6 @@ impl Db {
                 Ok(())
             })
         })
-    }
-
-    /// Transitional, removed once every store module speaks [`Conn`]: the raw SQLite connection.
-    /// Panics on PostgreSQL, which those modules do not support yet.
-    pub fn with_sqlite<R>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> R) -> R {
-        match &self.engine {
-            Engine::Sqlite(m, _) => f(&mut m.lock().unwrap_or_else(|p| p.into_inner())),
-            Engine::Postgres(_) => panic!("this store module does not support PostgreSQL yet"),
-        }
     }
 
     /// Runs `f` with a connection: SQLite's one connection (locked), or one of PostgreSQL's
