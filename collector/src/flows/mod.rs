@@ -210,7 +210,7 @@ impl Flows {
     }
 
     fn reload_open_keys(&self) -> Result<(), FlowError> {
-        let rows = self.db.with_conn(|c| store::open_keys(c))?;
+        let rows = self.db.with_conn(store::open_keys)?;
         let models = self.models.read();
         let mut st = self.state.lock();
         st.keys.clear();
