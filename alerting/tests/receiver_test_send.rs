@@ -110,6 +110,8 @@ bearer = {{ file = "{token}" }}
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     let (status, body) = call(&alerting, "GET", "/api/v1/alerting/receivers", &reader, "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "contacts are personal data, not for a query token: {body}");
+    let (status, body) = call(&alerting, "GET", "/api/v1/alerting/receivers", &admin, "").await;
     assert_eq!(status, StatusCode::OK);
     let r = &body["data"]["receivers"][0];
     assert_eq!(r["name"], "ops");

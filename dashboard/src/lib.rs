@@ -12,6 +12,7 @@ pub mod backend;
 pub mod charts;
 pub mod config;
 pub mod i18n;
+pub mod mask;
 mod pages;
 pub mod render;
 pub mod web;

@@ -104,6 +104,14 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret_b32: &str) -> String {
     )
 }
 
+/// The URI as a QR code in SVG, for the authenticator app to scan (medium error correction,
+/// the standard quiet zone). `None` only for text beyond a QR code's capacity, which an
+/// `otpauth://` URI of ours never reaches.
+pub fn qr_svg(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::with_error_correction_level(text, qrcode::EcLevel::M).ok()?;
+    Some(code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).quiet_zone(true).build())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +163,43 @@ mod tests {
         assert!(check(k, &code, 1000 + 30).is_some());
         assert!(check(k, &code, 1000 + 90).is_none());
         assert!(check(k, "12345", 1000).is_none());
+    }
+
+    /// Draws the SVG's dark path (`M{x} {y}h{w}v{h}H{x}V{y}` rectangles) into a greyscale
+    /// raster and decodes it as a phone would.
+    fn decode_svg(svg: &str) -> String {
+        let attr = |name: &str| -> usize {
+            let start = svg.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            svg[start..].split('"').next().unwrap().parse().unwrap()
+        };
+        let (w, h) = (attr("width"), attr("height"));
+        let mut dark = vec![false; w * h];
+        let path = svg.split(" d=\"").nth(1).unwrap().split('"').next().unwrap();
+        for rect in path.split('M').filter(|r| !r.is_empty()) {
+            let nums: Vec<usize> = rect
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|n| !n.is_empty())
+                .map(|n| n.parse().unwrap())
+                .collect();
+            let (x, y, rw, rh) = (nums[0], nums[1], nums[2], nums[3]);
+            for yy in y..y + rh {
+                for xx in x..x + rw {
+                    dark[yy * w + xx] = true;
+                }
+            }
+        }
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| if dark[y * w + x] { 0 } else { 255 });
+        let grids = img.detect_grids();
+        assert_eq!(grids.len(), 1, "one QR code in the picture");
+        grids[0].decode().expect("the QR code decodes").1
+    }
+
+    #[test]
+    fn the_enrolment_qr_code_decodes_to_the_uri() {
+        let uri = otpauth_uri("tingzhen", "王护士@east", &base32_encode(&[7u8; 20]));
+        let svg = qr_svg(&uri).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("viewBox"), "{svg}");
+        assert_eq!(decode_svg(&svg), uri);
+        assert!(qr_svg(&"x".repeat(5000)).is_none(), "beyond capacity is None, not a panic");
     }
 }

@@ -202,6 +202,7 @@ fn totp_required_per_role_enrolment_and_login() {
     assert_eq!(en.status, StatusCode::OK, "{}", en.body);
     let secret = en.body["data"]["secret"].as_str().unwrap().to_string();
     assert!(en.body["data"]["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/tingzhen:grace?secret="));
+    assert!(en.body["data"]["qr_svg"].as_str().unwrap().contains("<svg"), "the QR code comes with the secret");
     let wrong = ops.post("/api/v1/auth/totp/confirm", json!({"code": "000000"}));
     assert_eq!(wrong.code(), "totp_wrong");
     let ok = ops.post("/api/v1/auth/totp/confirm", json!({"code": code_at(&secret, ops.clock_ms())}));

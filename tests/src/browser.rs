@@ -207,6 +207,17 @@ impl Browser {
         })
     }
 
+    /// Waits until the browser is on exactly `path` (query aside) and returns it. Unlike
+    /// [`Browser::wait_for_path`], `/ui/` does not match `/ui/totp`, so it also waits out a
+    /// redirect that has not happened yet.
+    pub fn wait_for_page(&self, path: &str) -> String {
+        self.wait_until(&format!("the browser to reach exactly {path}"), |b, last| {
+            let p = b.path();
+            *last = p.clone();
+            (p.split('?').next() == Some(path)).then_some(p)
+        })
+    }
+
     /// Polls `f` (every 200 ms, up to [`PATIENCE`]) until it returns `Some`; `last` says what
     /// was seen for the failure message.
     pub fn wait_until<T>(&self, what: &str, mut f: impl FnMut(&Browser, &mut String) -> Option<T>) -> T {

@@ -1,7 +1,8 @@
 //! The ops console in a real browser (headless Debian Chromium over WebDriver) against the real
 //! `tingzhen` binary: the newcomer's first login from `tingzhen up`, the login rules the
 //! hospital's assessors test (captcha after a failure, lockout, idle expiry, CSRF), campus
-//! scoping and escaping, the auditor's read-only role, and the language and theme switches.
+//! scoping and escaping, the auditor's read-only role, TOTP enrolment and login, and the
+//! language and theme switches.
 //! Screenshots of the main pages land in `target/console-screenshots/` as test artifacts.
 
 use serde_json::{Value, json};
@@ -238,7 +239,7 @@ fn newcomer_logs_in_changes_the_password_and_sees_this_host() {
     });
     assert!(b.path().starts_with("/ui/password"), "still on the password page after {refusal:?}");
     change_password_in_page(&b, &password, NEW_PASSWORD);
-    assert_eq!(b.wait_for_path("/ui/"), "/ui/");
+    b.wait_for_page("/ui/");
 
     // The built-in agent's host shows up (live refresh, or a reload) once it heartbeats.
     b.wait_until("this host counted up on the overview", |b, last| {
@@ -273,7 +274,7 @@ fn newcomer_logs_in_changes_the_password_and_sees_this_host() {
     b.click("[data-logout]");
     b.wait_for_path("/ui/login");
     b.login(&user, NEW_PASSWORD);
-    assert_eq!(b.wait_for_path("/ui/"), "/ui/");
+    b.wait_for_page("/ui/");
     drop(b);
     let st = up.proc.terminate(Duration::from_secs(30)).expect("`tingzhen up` exits on SIGTERM");
     assert!(st.success(), "`tingzhen up` exit status: {st}\n{}", up.proc.logs());
@@ -355,6 +356,99 @@ fn lockout_after_n_failures_refuses_even_the_right_password() {
     assert!(list.lines().any(|l| l.starts_with("locky") && l.contains("locked")), "user list shows the lock: {list}");
 }
 
+/// The 6-digit code an authenticator app shows for `secret_b32` at `unix_secs`.
+fn authenticator_code(secret_b32: &str, unix_secs: i64) -> String {
+    use tingzhen_identity::totp;
+    let key =
+        totp::base32_decode(secret_b32).unwrap_or_else(|| panic!("the page shows no base32 secret: {secret_b32:?}"));
+    format!("{:06}", totp::totp(totp::TotpAlgorithm::Sha1, &key, unix_secs, 30, 6))
+}
+
+fn unix_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[test]
+fn a_role_that_requires_totp_enrols_in_the_page_then_logs_in_with_a_code() {
+    let server = console_server("totp_required_roles = [\"ops\"]\n");
+    let initial = create_user(&server, "otpuser", "ops", "");
+    let b = Browser::start(&server.base_url());
+    first_login(&b, "otpuser", &initial);
+    b.wait_for_path("/ui/totp");
+    b.goto("/ui/hosts");
+    assert!(b.wait_for_path("/ui/totp").starts_with("/ui/totp"), "no console page before enrolment");
+
+    let secret = b.wait_until("the enrolment secret", |b, last| {
+        let s = b.try_text("#totp-secret").unwrap_or_default();
+        *last = s.clone();
+        (s.len() >= 16 && s.chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c))).then_some(s)
+    });
+    let uri = b.text("#totp-uri");
+    assert!(uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={secret}")), "{uri}");
+    b.wait_until("the QR code to render", |b, last| {
+        let v = b.script(
+            "var i = document.getElementById('totp-qr'); return [i.hidden, i.src.slice(0, 26), i.complete, i.naturalWidth];",
+            vec![],
+        );
+        *last = v.to_string();
+        (v[0] == false && v[1] == "data:image/svg+xml;base64," && v[2] == true && v[3].as_u64().unwrap_or(0) >= 200)
+            .then_some(())
+    });
+    b.screenshot("totp-enrol");
+
+    // A wrong code keeps the user on the page with a reason.
+    let right = authenticator_code(&secret, unix_secs());
+    let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 500_000) % 1_000_000);
+    b.type_into("#totp-code", &wrong);
+    b.click("#totp-form button[type=submit]");
+    let err = b.wait_until("the wrong-code refusal", |b, last| {
+        let t = b.try_text("#totp-error").unwrap_or_default();
+        *last = t.clone();
+        (!t.is_empty()).then_some(t)
+    });
+    assert!(b.path().starts_with("/ui/totp"), "a wrong code must not enrol: {err}");
+
+    b.type_into("#totp-code", &authenticator_code(&secret, unix_secs()));
+    b.click("#totp-form button[type=submit]");
+    b.wait_for_page("/ui/");
+    assert!(!b.path().starts_with("/ui/totp"));
+    b.goto("/ui/account");
+    b.click("[data-logout]");
+    b.wait_for_path("/ui/login");
+
+    // The password alone is not enough now; the box for the code appears.
+    b.submit_login("otpuser", NEW_PASSWORD);
+    b.wait_visible("#totp-box");
+    assert!(b.path().starts_with("/ui/login") && b.cookie("tz_session").is_none(), "no session without the code");
+    // Codes are single-use and the enrolment used this step's: the authenticator's next code
+    // (still inside the ±1-step window) is the one a person would type after it.
+    let next = authenticator_code(&secret, unix_secs() + 30);
+    b.type_into("#totp", &next);
+    b.click("#login-submit");
+    b.wait_until("the login with a code to reach the console", |b, last| {
+        let p = b.path();
+        *last = format!("{p} error={:?}", b.try_text("#login-error").unwrap_or_default());
+        (!p.starts_with("/ui/login")).then_some(())
+    });
+    assert!(b.cookie("tz_session").is_some());
+
+    // The same code again is a replay and is refused.
+    b.goto("/ui/account");
+    b.click("[data-logout]");
+    b.wait_for_path("/ui/login");
+    b.submit_login("otpuser", NEW_PASSWORD);
+    b.wait_visible("#totp-box");
+    b.script("document.getElementById('login-error').textContent = '';", vec![]);
+    b.type_into("#totp", &next);
+    b.click("#login-submit");
+    let err = b.wait_until("the replayed code's refusal", |b, last| {
+        let t = b.try_text("#login-error").unwrap_or_default();
+        *last = t.clone();
+        (!t.is_empty()).then_some(t)
+    });
+    assert!(b.path().starts_with("/ui/login") && b.cookie("tz_session").is_none(), "a replayed code got in: {err}");
+}
+
 #[test]
 fn an_idle_session_expires_and_the_next_page_is_the_login() {
     // 1m is the shortest idle timeout the identity config accepts.
@@ -382,7 +476,7 @@ fn language_and_theme_switches_apply_and_stick() {
     let initial = create_user(&server, "prefs", "ops", "");
     let b = Browser::start(&server.base_url());
     first_login(&b, "prefs", &initial);
-    assert_eq!(b.wait_for_path("/ui/"), "/ui/");
+    b.wait_for_page("/ui/");
     assert!(b.text("#nav").contains("总览"), "Chinese first");
     assert_eq!(b.attr("html", "data-theme").as_deref(), Some("light"));
 
@@ -430,7 +524,7 @@ fn csrf_token_is_required_for_state_changes() {
     let initial = create_user(&server, "csrfadmin", "admin", "");
     let b = Browser::start(&server.base_url());
     first_login(&b, "csrfadmin", &initial);
-    b.wait_for_path("/ui/");
+    b.wait_for_page("/ui/");
     let cookie = b.cookie("tz_session").expect("the browser holds the session cookie");
     let csrf = b.attr("meta[name=csrf-token]", "content").unwrap_or_default();
     assert!(!csrf.is_empty(), "pages carry the CSRF token for app.js");

@@ -61,7 +61,7 @@ fn build(state: AppState, standalone: bool) -> Router {
         .route("/api/v1/alerting/summary", get(alerts::summary))
         .route(INTAKE_PATH, post(alerts::intake))
         .route("/api/v1/alerting/metrics", get(metrics))
-        .route("/api/v1/alerting/receivers", get(receivers::list))
+        .route(RECEIVERS_PATH, get(receivers::list))
         .route("/api/v1/alerting/receivers/{name}/test", post(receivers::test))
         .route("/api/v1/alerting/routing/config", get(receivers::routing_config))
         .route("/api/v1/rules", get(prom::rules))
@@ -79,9 +79,15 @@ fn build(state: AppState, standalone: bool) -> Router {
     api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).layer(middleware::from_fn_with_state(state, require_token))
 }
 
+const RECEIVERS_PATH: &str = "/api/v1/alerting/receivers";
+
 fn scope_for(method: &Method, path: &str) -> Scope {
     if path == INTAKE_PATH {
         Scope::Ingest
+    } else if path.starts_with(RECEIVERS_PATH) {
+        // Who the channels reach is staff's mobiles and mail: personal data, not for the
+        // read-only tokens of screens and Grafana.
+        Scope::Admin
     } else if method == Method::GET || method == Method::HEAD {
         Scope::Query
     } else {
@@ -135,6 +141,8 @@ mod tests {
     fn scopes_follow_method_and_path() {
         assert_eq!(scope_for(&Method::POST, INTAKE_PATH), Scope::Ingest);
         assert_eq!(scope_for(&Method::GET, "/api/v1/alerting/rules"), Scope::Query);
+        assert_eq!(scope_for(&Method::GET, "/api/v1/alerting/receivers"), Scope::Admin);
+        assert_eq!(scope_for(&Method::GET, "/api/v1/alerting/routing/config"), Scope::Query);
         assert_eq!(scope_for(&Method::POST, "/api/v1/alerting/rules"), Scope::Admin);
         assert_eq!(scope_for(&Method::DELETE, "/api/v1/alerting/silences/x"), Scope::Admin);
     }

@@ -219,6 +219,8 @@
     api('POST', '/api/v1/auth/totp/enroll', {}).then(function (e) {
       document.getElementById('totp-secret').textContent = e.secret;
       document.getElementById('totp-uri').textContent = e.otpauth_uri;
+      var qr = document.getElementById('totp-qr');
+      if (e.qr_svg) { qr.src = 'data:image/svg+xml;base64,' + btoa(e.qr_svg); qr.hidden = false; }
     }, function (err) { document.getElementById('totp-error').textContent = err.message; });
     form.addEventListener('submit', function (ev) {
       ev.preventDefault();

@@ -4,7 +4,7 @@
 //! gets here; the administrator does not (separation of duties). The pages read the `Identity`
 //! service directly, so each view is recorded here as `audit_view`, as identity's API does.
 
-use super::users::{blocking, error_page, local_ms};
+use super::users::{blocking, error_page, list_link, local_ms, page_number};
 use crate::web::Viewer;
 use crate::{Dashboard, i18n};
 use axum::Router;
@@ -65,14 +65,7 @@ struct RecordsQuery {
 
 impl RecordsQuery {
     fn page(&self) -> Result<i64, String> {
-        let p = self.page.trim();
-        if p.is_empty() {
-            return Ok(1);
-        }
-        p.parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| format!("page: {p:?} is not a page number"))
+        page_number(&self.page)
     }
 
     fn query(&self) -> Result<AuditQuery, String> {
@@ -103,7 +96,7 @@ impl RecordsQuery {
     /// This query's URL on another page (the filters kept, the check not re-run).
     fn url(&self, page: i64) -> String {
         let q = RecordsQuery { page: page.to_string(), verify: String::new(), ..self.clone() };
-        let pairs: Vec<(&str, &str)> = [
+        let pairs = [
             ("actor", q.actor.as_str()),
             ("event", q.event.as_str()),
             ("outcome", q.outcome.as_str()),
@@ -111,11 +104,8 @@ impl RecordsQuery {
             ("to", q.to.as_str()),
             ("source_ip", q.source_ip.as_str()),
             ("page", q.page.as_str()),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .collect();
-        format!("/ui/audit?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+        ];
+        list_link("/ui/audit", &pairs)
     }
 }
 

@@ -231,7 +231,7 @@ async fn detail(
         .iter()
         .take(TOP_SQL_ROWS)
         .map(|s| {
-            let text = if show_sql { s.query.clone() } else { mask_sql(&s.query) };
+            let text = if show_sql { s.query.clone() } else { crate::mask::sql(&s.query) };
             let mean = if s.calls > 0.0 { s.total_ms / s.calls } else { 0.0 };
             json!({
                 "query_id": s.query_id, "query": text, "masked": !show_sql, "database": s.database, "user": s.user,
@@ -375,18 +375,6 @@ fn up_metric(kind: &str) -> &'static str {
         "mqtt" => "mqtt_up",
         "http" | "tcp" => "probe_success",
         _ => "namedprocess_up",
-    }
-}
-
-/// Only the statement's verb is shown to those who may not read SQL text (literals are
-/// normalised away by the databases, but table and column names still say what a hospital
-/// system stores).
-fn mask_sql(q: &str) -> String {
-    let verb: String = q.split_whitespace().next().unwrap_or("").chars().take(12).collect();
-    if verb.chars().all(|c| c.is_ascii_alphabetic()) && !verb.is_empty() {
-        format!("{} ******", verb.to_ascii_uppercase())
-    } else {
-        "******".to_string()
     }
 }
 
@@ -1023,12 +1011,5 @@ mod tests {
         assert!(s.ranges.iter().any(|q| q.starts_with("redis_up{")));
         assert!(s.ranges.iter().any(|q| q.contains("redis_keyspace_hit_ratio")));
         assert!(s.top_sql.is_empty());
-    }
-
-    #[test]
-    fn masking_keeps_only_the_verb() {
-        assert_eq!(super::mask_sql("select * from patients"), "SELECT ******");
-        assert_eq!(super::mask_sql("/* x */ select 1"), "******");
-        assert_eq!(super::mask_sql(""), "******");
     }
 }

@@ -66,6 +66,24 @@ pub(super) fn error_page(d: &Dashboard, v: &Viewer, e: ApiError) -> Response {
     d.message_page(v, e.status, "error_title", &text)
 }
 
+/// A link to a list page with its filters: empty ones are left out, so links stay short.
+pub(super) fn list_link(path: &str, params: &[(&str, &str)]) -> String {
+    let set: Vec<&(&str, &str)> = params.iter().filter(|(_, v)| !v.is_empty()).collect();
+    format!("{path}?{}", serde_urlencoded::to_string(set).unwrap_or_default())
+}
+
+/// A list's `page` parameter: 1-based, empty meaning the first.
+pub(super) fn page_number(raw: &str) -> Result<i64, String> {
+    let p = raw.trim();
+    if p.is_empty() {
+        return Ok(1);
+    }
+    p.parse::<i64>()
+        .ok()
+        .filter(|n| (1..=1_000_000).contains(n))
+        .ok_or_else(|| format!("page: {p:?} is not a page number"))
+}
+
 /// A date (`2026-11-26`) or a `datetime-local` value (`2026-11-26T08:30`) in Asia/Shanghai as
 /// Unix ms; an empty value is no bound. A bare date used as an upper bound means the end of
 /// that day, so "to 26 Nov" includes the 26th.
@@ -249,7 +267,7 @@ fn user_view(d: &Dashboard, lang: Lang, u: &UserSummary, now: i64) -> Value {
 }
 
 /// The list's filters as the form sends them (every field a string: empty means "any").
-#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
 #[serde(default)]
 struct ListQuery {
     q: String,
@@ -262,9 +280,33 @@ struct ListQuery {
     changed_to: String,
     min_logins: String,
     max_logins: String,
+    page: String,
 }
 
+/// Accounts per page of the list. The search is still one query over every match (cheap at a
+/// hospital group's thousands of accounts), so the count stays exact; paging limits the render.
+const USERS_PAGE: usize = 50;
+
 impl ListQuery {
+    /// This list's URL on another page, its filters kept.
+    fn url(&self, page: usize) -> String {
+        let q = ListQuery { page: page.to_string(), ..self.clone() };
+        let pairs = [
+            ("q", q.q.as_str()),
+            ("status", q.status.as_str()),
+            ("created_from", q.created_from.as_str()),
+            ("created_to", q.created_to.as_str()),
+            ("last_login_from", q.last_login_from.as_str()),
+            ("last_login_to", q.last_login_to.as_str()),
+            ("changed_from", q.changed_from.as_str()),
+            ("changed_to", q.changed_to.as_str()),
+            ("min_logins", q.min_logins.as_str()),
+            ("max_logins", q.max_logins.as_str()),
+            ("page", q.page.as_str()),
+        ];
+        list_link("/ui/users", &pairs)
+    }
+
     fn filter(&self) -> Result<UserFilter, String> {
         let count = |field: &str, s: &str| -> Result<Option<i64>, String> {
             let s = s.trim();
@@ -301,15 +343,19 @@ async fn list(State(d): State<Dashboard>, v: Viewer, Query(q): Query<ListQuery>)
         return r;
     }
     let lang = v.lang();
-    let (users, error) = match q.filter() {
-        Ok(f) => match blocking(&d, lang, move |id| id.search(&f)).await {
-            Ok(u) => (u, None),
+    let wanted = q.filter().and_then(|f| Ok((f, page_number(&q.page)? as usize)));
+    let (users, page, error) = match wanted {
+        Ok((f, page)) => match blocking(&d, lang, move |id| id.search(&f)).await {
+            Ok(u) => (u, page, None),
             Err(e) => return error_page(&d, &v, e),
         },
-        Err(e) => (Vec::new(), Some(e)),
+        Err(e) => (Vec::new(), 1, Some(e)),
     };
+    let pages = users.len().div_ceil(USERS_PAGE).max(1);
+    let page = page.min(pages);
     let now = now_ms();
-    let rows: Vec<Value> = users.iter().map(|u| user_view(&d, lang, u, now)).collect();
+    let rows: Vec<Value> =
+        users.iter().skip((page - 1) * USERS_PAGE).take(USERS_PAGE).map(|u| user_view(&d, lang, u, now)).collect();
     let statuses: Vec<Value> = ["active", "disabled", "cancelled", "locked"]
         .iter()
         .map(
@@ -321,6 +367,11 @@ async fn list(State(d): State<Dashboard>, v: Viewer, Query(q): Query<ListQuery>)
         "error": error,
         "users": rows,
         "count": users.len(),
+        "page": page,
+        "pages": pages,
+        "paged": pages > 1,
+        "prev_url": (page > 1).then(|| q.url(page - 1)),
+        "next_url": (page < pages).then(|| q.url(page + 1)),
         "statuses": statuses,
         "role_options": role_options(&d, lang, &[]),
     });
@@ -783,6 +834,51 @@ mod tests {
         assert!(disabled.body.contains("data-user=\"nurse1\"") && disabled.body.contains("data-user=\"doc2\""));
         assert!(!disabled.body.contains("data-user=\"admin1\""));
         assert_eq!(events_of(&kit, events::USER_STATUS).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_long_list_is_paged_with_its_filters_kept() {
+        let kit = kit();
+        let admin = kit.login("admin1", &[("admin", "*")]);
+        let actor = tingzhen_identity::Actor::new("test", "127.0.0.1");
+        for i in 0..120 {
+            let user = tingzhen_identity::NewUser {
+                username: format!("nurse{i:03}"),
+                display_name: String::new(),
+                password: "Ward-7-Night!".into(),
+                roles: vec![tingzhen_identity::RoleBinding {
+                    role: tingzhen_identity::Role::Viewer,
+                    campus: "east".into(),
+                }],
+                valid_until_ms: None,
+                access_windows: Vec::new(),
+            };
+            kit.dashboard.identity.create_user(&actor, &user).unwrap();
+        }
+        let rows = |body: &str| body.matches("data-user=\"").count();
+        let first = kit.get("/ui/users?q=nurse", Some(&admin)).await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+        assert_eq!(rows(&first.body), super::USERS_PAGE, "one page of rows");
+        assert!(first.body.contains("data-user=\"nurse000\"") && !first.body.contains("data-user=\"nurse050\""));
+        assert!(first.body.contains("120") && first.body.contains("1 / 3"), "the count is of every match");
+        assert!(first.body.contains(r#"href="/ui/users?q&#x3D;nurse&amp;page&#x3D;2" rel="next""#), "{}", first.body);
+        assert!(!first.body.contains(r#"rel="prev""#));
+
+        let last = kit.get("/ui/users?q=nurse&page=3", Some(&admin)).await;
+        assert_eq!(rows(&last.body), 20);
+        assert!(last.body.contains("data-user=\"nurse119\"") && last.body.contains("3 / 3"));
+        assert!(
+            last.body.contains(r#"href="/ui/users?q&#x3D;nurse&amp;page&#x3D;2" rel="prev""#)
+                && !last.body.contains(r#"rel="next""#)
+        );
+        let beyond = kit.get("/ui/users?q=nurse&page=9", Some(&admin)).await;
+        assert!(beyond.body.contains("data-user=\"nurse119\""), "a page past the end shows the last");
+
+        let few = kit.get("/ui/users?q=nurse11", Some(&admin)).await;
+        assert_eq!(rows(&few.body), 10);
+        assert!(!few.body.contains(r#"id="users-pager""#), "one page needs no pager");
+        let bad = kit.get("/ui/users?page=zero", Some(&admin)).await;
+        assert!(bad.body.contains("users-filter-error") && bad.body.contains("page"), "{}", bad.body);
     }
 
     #[tokio::test]

@@ -12,6 +12,8 @@ use tingzhen_core::params;
 pub struct TotpEnrolment {
     pub secret: String,
     pub otpauth_uri: String,
+    /// The URI as a QR code (SVG) for the authenticator app to scan.
+    pub qr_svg: Option<String>,
 }
 
 impl Identity {
@@ -111,7 +113,8 @@ impl Identity {
             )
         })?;
         let otpauth_uri = totp::otpauth_uri("tingzhen", &user.username, &secret);
-        Ok(TotpEnrolment { secret, otpauth_uri })
+        let qr_svg = totp::qr_svg(&otpauth_uri);
+        Ok(TotpEnrolment { secret, otpauth_uri, qr_svg })
     }
 
     pub fn totp_confirm(&self, session: &Session, code: &str) -> Result<()> {

@@ -62,8 +62,9 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("totp_title", "Enrol a one-time code"),
     (
         "totp_intro",
-        "Your role requires two-factor authentication. Add this secret to your authenticator app, then enter the 6-digit code it shows.",
+        "Your role requires two-factor authentication. Scan the QR code with your authenticator app (or type in the secret), then enter the 6-digit code it shows.",
     ),
+    ("totp_qr_alt", "QR code of the secret for the authenticator app"),
     ("totp_secret", "Secret"),
     ("totp_code", "6-digit code"),
     ("saved", "Saved"),

@@ -17,6 +17,7 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("users_max", "at most"),
     ("users_reset_filters", "Clear filters"),
     ("users_found", "Found"),
+    ("users_page", "Page"),
     ("users_none", "No account matches."),
     ("users_username", "User name"),
     ("users_display_name", "Display name"),

@@ -17,6 +17,7 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("users_max", "最多"),
     ("users_reset_filters", "清除条件"),
     ("users_found", "共找到"),
+    ("users_page", "页码"),
     ("users_none", "没有符合条件的账号。"),
     ("users_username", "账号"),
     ("users_display_name", "姓名"),

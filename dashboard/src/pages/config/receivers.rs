@@ -1,19 +1,23 @@
 //! Receivers and their channels (`/ui/config/receivers`) with a "send test message" button
 //! each, and the routing tree (`/ui/config/routes`), both as configured in the server's TOML
 //! (read-only here: they change with the configuration file). Receivers and routes are
-//! group-wide, so a test send needs `ManageConfig` on every campus.
+//! group-wide, so a test send needs `ManageConfig` on every campus. Contact addresses (mail,
+//! mobiles, WeCom user ids) are personal: they are masked unless someone with `ViewSensitive`
+//! on every campus asks for them (`?contacts=1`), and each such view is audited.
 
 use super::silences::enc;
 use crate::pages::data::str_of;
 use crate::web::{Actor, Viewer, api_ok};
 use crate::{Dashboard, i18n};
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::response::Response;
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tingzhen_identity::Permission;
+use tingzhen_identity::audit::events;
 
 pub fn routes() -> Router<Dashboard> {
     Router::new()
@@ -26,8 +30,22 @@ fn strings(v: &Value) -> Vec<String> {
     v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
 }
 
-async fn receivers_page(State(d): State<Dashboard>, v: Viewer) -> Response {
+#[derive(Debug, Default, Deserialize)]
+struct ReceiversQuery {
+    /// `1` shows contact addresses unmasked (needs `ViewSensitive` on every campus, audited).
+    #[serde(default)]
+    contacts: String,
+}
+
+async fn receivers_page(State(d): State<Dashboard>, v: Viewer, Query(q): Query<ReceiversQuery>) -> Response {
     if let Err(r) = super::require_config_page(&d, &v).await {
+        return r;
+    }
+    if !matches!(q.contacts.as_str(), "" | "0" | "1") {
+        return crate::pages::data::bad_request(&d, &v, &format!("contacts: {:?} is not 0 or 1", q.contacts));
+    }
+    let show_contacts = q.contacts == "1";
+    if show_contacts && let Err(r) = d.require_page(&v, Permission::ViewSensitive, None).await {
         return r;
     }
     let data = match d.backend.get("/api/v1/alerting/receivers", &[]).await {
@@ -36,6 +54,7 @@ async fn receivers_page(State(d): State<Dashboard>, v: Viewer) -> Response {
     };
     let referenced = strings(&data["referenced"]);
     let can_test = v.can(Permission::ManageConfig, None);
+    let mut contacts_shown = 0;
     let receivers: Vec<Value> = data["receivers"]
         .as_array()
         .into_iter()
@@ -47,9 +66,17 @@ async fn receivers_page(State(d): State<Dashboard>, v: Viewer) -> Response {
                 .into_iter()
                 .flatten()
                 .map(|c| {
-                    json!({"name": c["name"], "kind": i18n::text(v.lang(), &format!("config_kind_{}", str_of(c, "kind"))),
+                    let kind = str_of(c, "kind");
+                    let to = strings(&c["to"]);
+                    contacts_shown += to.len();
+                    let to: Vec<String> = if show_contacts {
+                        to
+                    } else {
+                        to.iter().map(|entry| crate::mask::contact(kind, entry)).collect()
+                    };
+                    json!({"name": c["name"], "kind": i18n::text(v.lang(), &format!("config_kind_{kind}")),
                            "role": i18n::text(v.lang(), &format!("config_role_{}", str_of(c, "role"))),
-                           "to": strings(&c["to"]).join(", ")})
+                           "to": to.join(", ")})
                 })
                 .collect();
             json!({
@@ -63,11 +90,16 @@ async fn receivers_page(State(d): State<Dashboard>, v: Viewer) -> Response {
         .collect();
     let unknown: Vec<&String> =
         referenced.iter().filter(|n| !receivers.iter().any(|r| r["name"].as_str() == Some(n.as_str()))).collect();
+    if show_contacts {
+        let detail = format!("receiver contact addresses ({} receivers, {contacts_shown} entries)", receivers.len());
+        d.audit(&v.session, events::SENSITIVE_VIEW, detail).await;
+    }
     d.page(
         &v,
         "pages/config_receivers",
         "config_receivers_title",
-        json!({"receivers": receivers, "unknown": unknown, "can_test": can_test}),
+        json!({"receivers": receivers, "unknown": unknown, "can_test": can_test,
+               "contacts_shown": show_contacts, "can_see_contacts": v.can(Permission::ViewSensitive, None)}),
     )
 }
 

@@ -224,7 +224,9 @@ async fn receivers_show_channels_and_a_test_send_answers_each_channel() {
     let page = kit.get("/ui/config/receivers", Some(&admin)).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(r#"id="receiver-test-ops""#) && page.body.contains(r#"id="receiver-test-director""#));
-    assert!(page.body.contains("ops@hospital.example") && page.body.contains("wecom_robot:infra"));
+    assert!(page.body.contains("o***@hospital.example") && page.body.contains("wecom_robot:infra"));
+    assert!(!page.body.contains("ops@hospital.example") && !page.body.contains("13800000000"), "masked by default");
+    assert!(page.body.contains("138****0000") && page.body.contains(r#"id="contacts-show""#));
 
     let east = kit.login("east-ops", &[("ops", "east")]);
     let refused = kit.send(Method::POST, "/ui/api/config/receivers/ops/test", &east, None).await;
@@ -240,6 +242,36 @@ async fn receivers_show_channels_and_a_test_send_answers_each_channel() {
     assert!(audit(&kit, "receiver_test").iter().any(|r| r.detail.contains("receiver ops")));
     let missing = kit.send(Method::POST, "/ui/api/config/receivers/nobody/test", &admin, None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn contact_addresses_are_masked_unless_a_group_admin_asks_and_each_view_is_audited() {
+    let (api, _) = backend();
+    let kit = Kit::new(api);
+    let admin = kit.login("admin1", &[("admin", "*")]);
+    let shown = kit.get("/ui/config/receivers?contacts=1", Some(&admin)).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert!(shown.body.contains("ops@hospital.example") && shown.body.contains("13900000000"));
+    assert!(shown.body.contains(r#"id="contacts-hide""#));
+    let views = audit(&kit, "sensitive_view");
+    assert_eq!(views.len(), 1, "{views:?}");
+    assert!(views[0].actor == "admin1" && views[0].detail.contains("2 receivers, 4 entries"), "{views:?}");
+
+    // Ops may change configuration but not read personal data, on one campus or on all.
+    for (user, campus) in [("east-ops", "east"), ("group-ops", "*")] {
+        let ops = kit.login(user, &[("ops", campus)]);
+        let page = kit.get("/ui/config/receivers", Some(&ops)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("o***@hospital.example") && !page.body.contains("ops@hospital.example"));
+        assert!(!page.body.contains(r#"id="contacts-show""#), "{user} is offered what it may not see");
+        let refused = kit.get("/ui/config/receivers?contacts=1", Some(&ops)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{user}: {}", refused.body);
+        assert!(!refused.body.contains("ops@hospital.example") && !refused.body.contains("13900000000"));
+    }
+    assert_eq!(audit(&kit, "sensitive_view").len(), 1, "refusals and masked pages are not sensitive views");
+    let bad = kit.get("/ui/config/receivers?contacts=yes", Some(&admin)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("contacts"), "{}", bad.body);
 }
 
 #[tokio::test]
