@@ -174,8 +174,14 @@ enum TokenCommand {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve_command(args),
-        Command::Up(args) => quickstart::run(&args.listen, &args.data, args.interval.0),
+        Command::Serve(args) => {
+            crate::alloc::start_housekeeping();
+            serve_command(args)
+        }
+        Command::Up(args) => {
+            crate::alloc::start_housekeeping();
+            quickstart::run(&args.listen, &args.data, args.interval.0)
+        }
         Command::Config { command: ConfigCommand::Check { file } } => {
             let config = Config::load(&file)?;
             // Rule files are part of the configuration: a bad rule fails the check, not the start.

@@ -1,6 +1,7 @@
 //! `tingzhen`: the server binary. Parses the command line and hands off; the work lives in the
 //! target crates (`tingzhen-collector`, …) and in `serve`/`quickstart` here.
 
+mod alloc;
 mod cli;
 mod config;
 mod console;
@@ -9,6 +10,7 @@ mod quickstart;
 mod serve;
 
 use clap::Parser;
+use std::io::IsTerminal;
 
 /// See the workspace Cargo.toml for why the server does not use the system allocator.
 #[global_allocator]
@@ -21,6 +23,8 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hyper=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,13 +18,7 @@ const DEFAULT_SINCE_MS: i64 = 3_600_000;
 const DEFAULT_LIMIT: usize = 100;
 
 pub async fn post_top_sql(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> ApiResult<StatusCode> {
-    let body = body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge { limit: state.max_body_bytes }
-        } else {
-            ApiError::BadData(format!("cannot read request body: {rej}"))
-        }
-    })?;
+    let body = body.map_err(|rej| ApiError::from_body_rejection(&rej, state.max_body_bytes))?;
     let report: TopSqlReport =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadData(format!("invalid top-SQL JSON: {e}")))?;
     report.validate().map_err(|e| ApiError::BadData(format!("invalid top-SQL snapshot: {e}")))?;

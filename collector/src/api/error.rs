@@ -70,6 +70,15 @@ impl ApiError {
         }
     }
 
+    /// A request body that could not be read: over `limit` bytes, or cut off mid-way.
+    pub fn from_body_rejection(rej: &axum::extract::rejection::BytesRejection, limit: usize) -> Self {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::TooLarge { limit }
+        } else {
+            Self::BadData(format!("cannot read request body: {rej}"))
+        }
+    }
+
     pub fn from_write_error(e: crate::backend::WriteError) -> Self {
         use crate::backend::WriteError;
         match e {

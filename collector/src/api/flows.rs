@@ -55,13 +55,7 @@ fn flow_error(e: FlowError) -> ApiError {
 }
 
 fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge { limit: state.max_body_bytes }
-        } else {
-            ApiError::BadData(format!("cannot read request body: {rej}"))
-        }
-    })
+    body.map_err(|rej| ApiError::from_body_rejection(&rej, state.max_body_bytes))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FlowError> + Send + 'static) -> ApiResult<T> {

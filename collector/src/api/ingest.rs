@@ -21,13 +21,10 @@ use tingzhen_core::{SeriesBatch, TimeSeries};
 
 fn body_bytes(state: &AppState, body: Result<Bytes, BytesRejection>, protocol: &'static str) -> ApiResult<Bytes> {
     body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            state.telemetry.rejected(protocol, "too_large");
-            ApiError::TooLarge { limit: state.max_body_bytes }
-        } else {
-            state.telemetry.rejected(protocol, "unreadable");
-            ApiError::BadData(format!("cannot read request body: {rej}"))
-        }
+        let e = ApiError::from_body_rejection(&rej, state.max_body_bytes);
+        let reason = if matches!(e, ApiError::TooLarge { .. }) { "too_large" } else { "unreadable" };
+        state.telemetry.rejected(protocol, reason);
+        e
     })
 }
 

@@ -9,7 +9,7 @@ use crate::storage::{Queryable, RollupFunc, SelectHints, SeriesSet, StorageError
 use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr, VectorSelector};
 use std::ops::Range;
 use std::time::Instant;
-use tingzhen_core::{Labels, is_stale_nan};
+use tingzhen_core::{Labels, Sample, is_stale_nan};
 
 /// Prometheus's default `evaluation_interval`, the step of subqueries that do not give one.
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
@@ -305,36 +305,44 @@ impl<'a> Evaluator<'a> {
             range_ms: self.lookback,
             func: if timestamps { None } else { Some(RollupFunc::Last) },
         };
-        let data = self.store.select_hinted(&m, min_ref.saturating_sub(self.lookback), max_ref, &hints)?;
-        self.account(data.iter().map(|s| s.samples.len()).sum())?;
-        let mut out = Vec::with_capacity(data.len());
-        for s in data {
-            self.tick()?;
-            let pts = &s.samples;
-            let mut vals = vec![None; n];
-            let mut any = false;
-            // Steps ascend, so the newest sample at or before each step only moves forward.
-            let mut hi = 0;
-            for (i, ts) in steps.iter() {
-                let r = at.unwrap_or(ts).saturating_sub(offset);
-                while hi < pts.len() && pts[hi].timestamp_ms <= r {
-                    hi += 1;
+        let set = self.store.select_lazy(&m, min_ref.saturating_sub(self.lookback), max_ref, &hints)?;
+        let (deadline, lookback) = (self.deadline, self.lookback);
+        // Each series is decoded and reduced to its step values on its own (on all cores for a
+        // large selection), so a day of raw samples is never held at once; results keep the
+        // selection's order.
+        let per_series = super::parallel::map_ranges(set.labels().len(), set.is_large(), |r| {
+            let mut done: Vec<Result<(StepValues, usize)>> = Vec::with_capacity(r.len());
+            let mut timed_out = false;
+            let walked = set.for_each(r, &mut |_, pts| {
+                if Instant::now() > deadline {
+                    timed_out = true;
+                    // Stops the walk; reported as the query's timeout below.
+                    return Err(StorageError::Other(String::new()));
                 }
-                if hi == 0 {
-                    continue;
-                }
-                let p = pts[hi - 1];
-                if p.timestamp_ms < r.saturating_sub(self.lookback) || is_stale_nan(p.value) {
-                    continue;
-                }
-                vals[i] = Some(if timestamps { p.timestamp_ms as f64 / 1000.0 } else { p.value });
-                any = true;
+                let vals = step_values(pts, steps, at, offset, lookback, timestamps);
+                done.push(Ok((vals, pts.len())));
+                Ok(())
+            });
+            match walked {
+                Err(_) if timed_out => done.push(Err(QueryError::Timeout)),
+                Err(e) => done.push(Err(e.into())),
+                Ok(()) => {}
             }
-            if any {
-                out.push(Series { labels: s.labels, vals });
+            done
+        });
+        // The first error in selection order is the one a sequential walk would have met.
+        let mut decoded = 0usize;
+        let mut kept = Vec::with_capacity(per_series.len());
+        for (i, r) in per_series.into_iter().enumerate() {
+            let (vals, n) = r?;
+            decoded += n;
+            if let Some(vals) = vals {
+                kept.push((i, vals));
             }
         }
-        Ok(out)
+        self.account(decoded)?;
+        let labels = set.labels();
+        Ok(kept.into_iter().map(|(i, vals)| Series { labels: labels[i].clone(), vals }).collect())
     }
 
     /// Evaluates a range-vector expression (matrix selector or subquery) for use by a function.
@@ -403,4 +411,40 @@ impl<'a> Evaluator<'a> {
             .collect();
         Ok(RangeArg { data: RangeData::Points(series), range, offset, at })
     }
+}
+
+/// A series' value at each step, or `None` when it has none at any step.
+type StepValues = Option<Vec<Option<f64>>>;
+
+/// One series' value at each step of an instant selector: the newest sample within the lookback
+/// window, unless that sample is a staleness marker; with `timestamps`, that sample's time in
+/// seconds. `None` when no step has a value.
+fn step_values(
+    pts: &[Sample],
+    steps: &Steps,
+    at: Option<i64>,
+    offset: i64,
+    lookback: i64,
+    timestamps: bool,
+) -> StepValues {
+    let mut vals = vec![None; steps.len()];
+    let mut any = false;
+    // Steps ascend, so the newest sample at or before each step only moves forward.
+    let mut hi = 0;
+    for (i, ts) in steps.iter() {
+        let r = at.unwrap_or(ts).saturating_sub(offset);
+        while hi < pts.len() && pts[hi].timestamp_ms <= r {
+            hi += 1;
+        }
+        if hi == 0 {
+            continue;
+        }
+        let p = pts[hi - 1];
+        if p.timestamp_ms < r.saturating_sub(lookback) || is_stale_nan(p.value) {
+            continue;
+        }
+        vals[i] = Some(if timestamps { p.timestamp_ms as f64 / 1000.0 } else { p.value });
+        any = true;
+    }
+    any.then_some(vals)
 }

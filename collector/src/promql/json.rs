@@ -4,7 +4,7 @@
 //! bytes, because a day-long range answer has ~10^5 points and building a tree of them cost
 //! more than evaluating the query.
 
-use super::value::format_float;
+use super::value::{format_float, write_float};
 use super::{QueryResult, RangeSeries, VectorSample};
 use serde_json::{Map, Value as Json, json};
 use tingzhen_core::Labels;
@@ -66,7 +66,7 @@ fn write_point(out: &mut Vec<u8>, t_ms: i64, v: f64) {
     out.push(b'[');
     write_seconds(out, t_ms);
     out.extend_from_slice(b",\"");
-    out.extend_from_slice(format_float(v).as_bytes());
+    write_float(out, v);
     out.extend_from_slice(b"\"]");
 }
 

@@ -14,6 +14,9 @@
 //! common: [--out FILE] (default docs/benchmarks.md; "-" = stdout only)
 //! ```
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod agent;
 mod alert;
 mod flows;

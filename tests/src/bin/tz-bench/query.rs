@@ -70,6 +70,9 @@ const QUERIES: &[Query] = &[
     },
 ];
 
+/// Idle time between the last timed query and the "loaded" RSS reading.
+const AFTER_QUERIES_SETTLE: Duration = Duration::from_secs(5);
+
 const HISTOGRAM_LE: [&str; 11] = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"];
 const HANDLERS: [&str; 3] = ["/api/emr", "/api/lis", "/api/pacs"];
 
@@ -387,6 +390,10 @@ pub fn run(flags: &Flags) -> String {
     ratios.sort_by(f64::total_cmp);
     let median_ratio = ratios[ratios.len() / 2];
 
+    // What the processes keep once queried, not the last query's buffers in flight: both get
+    // a few idle seconds (tingzhen's allocator purges freed memory within ~1.5 s; Go's
+    // scavenger works on its own schedule) before the reading.
+    std::thread::sleep(AFTER_QUERIES_SETTLE);
     let (vm_rss1, tz_rss1) = (rss(vm.pid()), rss(tz_pid));
     let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / series as f64;
     let (vm_per, tz_per) = (per(vm_rss0, vm_rss1), per(tz_rss0, tz_rss1));
@@ -405,8 +412,8 @@ pub fn run(flags: &Flags) -> String {
          | RSS empty → loaded (MiB) | {tr0:.0} → {tr1:.0} | {vr0:.0} → {vr1:.0} | | |\n\
          | bytes per active series | {tz_per:.0} | {vm_per:.0} | {mr} | ≤ 1.0× |\n\
          | RSS growth, loaded before the queries (MiB) | {trs:.0} | {vrs:.0} | {rs} | |\n\n\
-         RSS \"loaded\" is read after the timed queries (memory the processes keep once queried); the last \
-         row is read before any query.\n",
+         RSS \"loaded\" is read {settle} s after the timed queries (memory the processes keep once queried); \
+         the last row is read before any query.\n",
         recent = d.recent.len(),
         arch = d.archive.len(),
         vmv = version("victoria-metrics"),
@@ -418,6 +425,7 @@ pub fn run(flags: &Flags) -> String {
         mr = ratio(tz_per, vm_per),
         trs = tz_rss_settled.saturating_sub(tz_rss0) as f64 / 1048576.0,
         vrs = vm_rss_settled.saturating_sub(vm_rss0) as f64 / 1048576.0,
+        settle = AFTER_QUERIES_SETTLE.as_secs(),
         rs = ratio(tz_rss_settled.saturating_sub(tz_rss0) as f64, vm_rss_settled.saturating_sub(vm_rss0) as f64),
     )
 }
