@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use tingzhen_agent::{AgentConfig, FileConfig, Overrides};
 use tingzhen_core::config::HumanDuration;
@@ -79,6 +80,8 @@ fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                // Colour codes only for a person at a terminal, not in journald or a log file.
+                .with_ansi(std::io::stderr().is_terminal())
                 .init();
             let ov = Overrides { collector, interval, listen, token, ca_file };
             let config = load(common.config.as_ref(), &ov)?;

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value as Json;
 use tingzhen_collector::promql::{Engine, EngineOptions};
 use tingzhen_collector::storage::MemStorage;
+use tingzhen_core::testing::free_loopback_port as free_port;
 use tingzhen_core::{Labels, Sample, TimeSeries, stale_nan};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -41,10 +41,6 @@ impl Drop for PrometheusGuard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
 }
 
 fn agent() -> ureq::Agent {

@@ -2,8 +2,9 @@
 //! wire codecs (Prometheus remote write, Influx line protocol, Prometheus text exposition),
 //! agent inventory, config primitives and, behind the `db` feature, the relational store.
 //!
-//! Nothing here does I/O except `db`; codecs are pure functions over bytes so that both the
-//! agent and the collector (and tests) use exactly one implementation of each wire format.
+//! Nothing here does I/O except `db` and the test-only `testing`; codecs are pure functions over
+//! bytes so that both the agent and the collector (and tests) use exactly one implementation of
+//! each wire format.
 
 pub mod batch;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod topsql;
 
 #[cfg(feature = "db")]
 pub mod db;
+pub mod testing;
 
 pub use batch::SeriesBatch;
 pub use labels::{Label, LabelError, Labels};

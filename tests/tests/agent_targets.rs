@@ -66,25 +66,6 @@ fn sample(page: &str, name: &str, target: &str, extra: &[(&str, &str)]) -> Optio
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-/// Log lines without terminal colour codes.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ … final letter
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn secret_file(agent_dir: &std::path::Path, name: &str, value: &str) -> String {
     let p = agent_dir.join(name);
     std::fs::write(&p, format!("{value}\n")).unwrap();
@@ -248,7 +229,7 @@ interval = "1s"
     // …while the healthy target kept flowing and the agent did not crash.
     agent.proc_mut().assert_running();
     assert_eq!(sample(&agent.scrape(), "pg_up", "his-pg", &[]), Some(1.0));
-    let logs = strip_ansi(&agent.proc_mut().logs());
+    let logs = agent.proc_mut().logs();
     assert!(logs.contains("authentication failed"), "the log names the reason");
 }
 
@@ -347,7 +328,7 @@ interval = "1s"
     });
 
     agent.proc_mut().assert_running();
-    let logs = strip_ansi(&agent.proc_mut().logs());
+    let logs = agent.proc_mut().logs();
     let reason = |name: &str| {
         logs.lines()
             .find(|l| l.contains("target collection failed") && l.contains(&format!("target_name={name}")))
@@ -485,7 +466,7 @@ interval = "1s"
         *last = format!("restarts {r:?}, nats_up {up:?}");
         (r.is_some_and(|r| r >= 1.0) && up == Some(1.0)).then_some(())
     });
-    let logs = strip_ansi(&agent.proc_mut().logs());
+    let logs = agent.proc_mut().logs();
     assert!(
         logs.lines().any(|l| l.contains("ghost-proc") && l.contains("no process named \"tz-no-such-process\"")),
         "the reason is logged:\n{logs}"
@@ -608,7 +589,7 @@ interval = "1s"
     assert!(page.contains("broker_version_info{") && page.contains("mosquitto"));
     assert_eq!(rabbit_api("DELETE", &format!("/api/queues/%2F/{queue}"), ""), 204);
 
-    let logs = strip_ansi(&agent.proc_mut().logs());
+    let logs = agent.proc_mut().logs();
     let line = logs
         .lines()
         .find(|l| l.contains("target collection failed") && l.contains("target_name=mq-badauth"))

@@ -171,9 +171,9 @@ fn handle(method: &str, path: &str, auth: Option<String>, body: &[u8], state: &M
     }
 }
 
-/// A free port on 127.0.0.1 nobody listens on (yet).
+/// A free loopback port (see `tingzhen_core::testing`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    tingzhen_core::testing::free_loopback_port()
 }
 
 /// Polls `f` until it returns true; panics with `what` after a generous deadline. Waiting is

@@ -36,8 +36,9 @@ pub fn python() -> String {
     panic!("python3 with aiosmtpd is required (apt-get install -y python3-aiosmtpd)");
 }
 
+/// A free loopback port (see `tingzhen_core::testing`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    tingzhen_core::testing::free_loopback_port()
 }
 
 /// `python3 -m aiosmtpd -n -l 127.0.0.1:PORT -c aiosmtpd.handlers.Mailbox DIR`.
