@@ -238,9 +238,12 @@ fn inproc_options() -> TsdbOptions {
 /// Every query once untimed, then `reps` times; median ms each. Not inlined, so
 /// `valgrind --tool=callgrind --toggle-collect='*inproc_queries*'` counts only the queries.
 #[inline(never)]
-fn inproc_queries(engine: &Engine, db: &Tsdb, end_ms: i64, reps: usize) -> Vec<(usize, f64, u64)> {
+fn inproc_queries(engine: &Engine, db: &Tsdb, end_ms: i64, reps: usize, only: &str) -> Vec<(usize, f64, u64)> {
     let mut out = Vec::new();
-    for q in QUERIES {
+    for (qi, q) in QUERIES.iter().enumerate() {
+        if !q.name.contains(only) {
+            continue;
+        }
         let run = || {
             let r = if q.range_ms == 0 {
                 engine.instant(db, q.expr, end_ms)
@@ -260,16 +263,17 @@ fn inproc_queries(engine: &Engine, db: &Tsdb, end_ms: i64, reps: usize) -> Vec<(
             })
             .collect();
         times.sort();
-        out.push((out.len(), times[times.len() / 2].as_secs_f64() * 1e3, digest));
+        out.push((qi, times[times.len() / 2].as_secs_f64() * 1e3, digest));
     }
     out
 }
 
-/// `--only inproc [--data DIR] [--reps N]`: the same dataset and queries on the embedded engine
+/// `--only inproc [--data DIR] [--reps N] [--query TEXT]`: the same dataset and queries on the embedded engine
 /// in this process (no HTTP, no peer), for profiling and A/B of query-path changes (add
 /// `--out -` to print without appending to the benchmarks file). `--data DIR` keeps the loaded engine in DIR and
 /// reopens it on later runs (loading takes minutes; reopening seconds). A digest of each answer
-/// is printed so a change that alters answers shows.
+/// is printed so a change that alters answers shows. `--query TEXT` runs only the queries whose
+/// name contains TEXT, to profile one.
 fn inproc(flags: &Flags) -> String {
     let reps = flags.get("reps", 9usize).max(1);
     let tmp;
@@ -291,7 +295,8 @@ fn inproc(flags: &Flags) -> String {
         None => inproc_load(&dir, flags.get("hosts", 10usize), flags.get("archive-hosts", 2usize)),
     };
     let engine = Engine::new(EngineOptions::default());
-    let rows: Vec<String> = inproc_queries(&engine, &db, end_ms, reps)
+    let only = flags.str("query").unwrap_or("");
+    let rows: Vec<String> = inproc_queries(&engine, &db, end_ms, reps, only)
         .into_iter()
         .map(|(i, ms, digest)| format!("| {} | {ms:.2} | {digest:016x} |", QUERIES[i].name))
         .collect();
