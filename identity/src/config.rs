@@ -32,6 +32,13 @@ pub struct IdentityConfig {
     pub session_idle_timeout: HumanDuration,
     /// A session ends this long after login regardless of activity. Default 12 hours.
     pub session_max_lifetime: HumanDuration,
+    /// Live console sessions one account may hold (MLPS 4.6). A login beyond it ends that
+    /// account's least recently used session, so someone who closed a browser without signing
+    /// out is never locked out. Default 5; raise it for an account shared by several wall screens.
+    pub max_sessions_per_user: u32,
+    /// Live console sessions in all (MLPS 4.6: the maximum number of concurrent sessions). A
+    /// login beyond it is refused until sessions end. Default 200.
+    pub max_sessions: u32,
     /// Mark cookies `Secure`. Default true; only a plain-HTTP development setup turns it off.
     pub cookie_secure: bool,
     /// Accepted clock skew for `X-Request-Timestamp` and how long nonces are remembered. Default 5 minutes.
@@ -117,6 +124,8 @@ impl Default for IdentityConfig {
             captcha_ttl: HumanDuration::from_secs(300),
             session_idle_timeout: HumanDuration::from_secs(900),
             session_max_lifetime: HumanDuration::from_secs(12 * 3600),
+            max_sessions_per_user: 5,
+            max_sessions: 200,
             cookie_secure: true,
             replay_window: HumanDuration::from_secs(300),
             account_expiry_warning: HumanDuration::from_secs(30 * 86400),
@@ -159,6 +168,12 @@ impl IdentityConfig {
         }
         if self.session_idle_timeout.0 < Duration::from_secs(60) {
             return Err(bad("session_idle_timeout", "must be at least 1m"));
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err(bad("max_sessions_per_user", "must be at least 1"));
+        }
+        if self.max_sessions < self.max_sessions_per_user {
+            return Err(bad("max_sessions", "must be at least max_sessions_per_user"));
         }
         if self.replay_window.0 < Duration::from_secs(10) {
             return Err(bad("replay_window", "must be at least 10s"));
@@ -207,6 +222,10 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().field, "password_min_length");
         let c = IdentityConfig { lockout_threshold: 0, ..Default::default() };
         assert_eq!(c.validate().unwrap_err().field, "lockout_threshold");
+        let c = IdentityConfig { max_sessions_per_user: 0, ..Default::default() };
+        assert_eq!(c.validate().unwrap_err().field, "max_sessions_per_user");
+        let c = IdentityConfig { max_sessions: 4, ..Default::default() };
+        assert_eq!(c.validate().unwrap_err().field, "max_sessions");
     }
 
     #[test]

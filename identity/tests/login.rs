@@ -360,3 +360,133 @@ fn an_expired_session_hit_by_many_requests_ends_once() {
     let all = e.id.login_durations(None, None, None).unwrap();
     assert_eq!(all.iter().filter(|d| d.username == "sven").count(), d.len(), "{all:?}");
 }
+
+/// Live sessions (not ended, not idle, not over age) of `user`, read from the store.
+fn live_sessions(e: &Env, user: &str) -> i64 {
+    use tingzhen_identity::Clock;
+    let idle_since = e.clock.now_ms() - 15 * 60_000;
+    e.db.with_conn(|c| {
+        c.query_row(
+            "SELECT COUNT(*) FROM identity_sessions s JOIN identity_users u ON u.id = s.user_id
+             WHERE u.username = ?1 AND s.ended_ms IS NULL AND s.last_seen_ms >= ?2",
+            &tingzhen_core::params![user, idle_since],
+            |r| r.get(0),
+        )
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_login_beyond_the_per_account_limit_ends_the_least_recently_used_session() {
+    let e = env_with(IdentityConfig { max_sessions_per_user: 2, ..fast_config() });
+    let mut first = e.user("ines", json!([{"role": "viewer"}]));
+    e.advance(Duration::from_secs(60));
+    let mut second = e.client();
+    assert_eq!(second.login("ines", GOOD_PW).status, StatusCode::OK);
+    e.advance(Duration::from_secs(60));
+    // The first browser is used again, so the second is now the least recently used.
+    assert_eq!(first.get("/api/v1/auth/session").status, StatusCode::OK);
+    e.advance(Duration::from_secs(60));
+    let mut third = e.client();
+    assert_eq!(third.login("ines", GOOD_PW).status, StatusCode::OK, "a full account can still sign in");
+    assert_eq!(second.get("/api/v1/auth/session").code(), "not_logged_in", "the least recently used one ended");
+    assert_eq!(first.get("/api/v1/auth/session").status, StatusCode::OK);
+    assert_eq!(third.get("/api/v1/auth/session").status, StatusCode::OK);
+    assert_eq!(live_sessions(&e, "ines"), 2);
+    let displaced: Vec<_> =
+        audit_events(&e, "session_expired").into_iter().filter(|r| r.detail.contains("displaced")).collect();
+    assert_eq!(displaced.len(), 1, "{displaced:?}");
+    assert_eq!(displaced[0].actor, "ines");
+    assert!(displaced[0].detail.contains("max_sessions_per_user 2"), "{}", displaced[0].detail);
+    let d = e.id.login_durations(Some("ines"), None, None).unwrap();
+    let ended: Vec<_> = d.iter().filter(|d| d.end_reason.as_deref() == Some("displaced by a newer login")).collect();
+    assert_eq!(ended.len(), 1, "{d:?}");
+    assert_eq!(ended[0].duration_ms, Some(2 * 60_000), "ends at the newer login");
+    // Sessions idle past the timeout are not live: two fresh logins push nothing out.
+    e.advance(Duration::from_secs(16 * 60));
+    for _ in 0..2 {
+        assert_eq!(e.client().login("ines", GOOD_PW).status, StatusCode::OK);
+    }
+    let displaced = audit_events(&e, "session_expired").iter().filter(|r| r.detail.contains("displaced")).count();
+    assert_eq!(displaced, 1);
+}
+
+#[test]
+fn the_system_wide_session_limit_refuses_logins_until_a_session_ends() {
+    let e = env_with(IdentityConfig { max_sessions: 3, max_sessions_per_user: 1, ..fast_config() });
+    let mut a = e.user("amy", json!([{"role": "viewer"}]));
+    let _b = e.user("ben", json!([{"role": "viewer"}]));
+    let _c = e.user("cai", json!([{"role": "viewer"}]));
+    let u = serde_json::from_value(json!({"username": "dan", "password": ADMIN_PW, "roles": [{"role": "viewer"}]}));
+    e.id.create_user(&cli(), &u.unwrap()).unwrap();
+    let mut d = e.client();
+    let r = d.login("dan", ADMIN_PW);
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "session_limit_reached"), "{}", r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("会话数已达上限"), "{}", r.body);
+    let mut en = e.client();
+    en.lang = "en";
+    assert!(en.login("dan", ADMIN_PW).body["message"].as_str().unwrap().contains("concurrent sessions"));
+    let refused = audit_events(&e, "login")
+        .into_iter()
+        .filter(|r| r.actor == "dan" && r.outcome == "refused" && r.detail.contains("concurrent session limit"))
+        .count();
+    assert_eq!(refused, 2);
+    assert_eq!(live_sessions(&e, "dan"), 0, "a refused login writes no session");
+    // An account at its own limit may sign in again: its old session makes room.
+    let mut a2 = e.client();
+    assert_eq!(a2.login("amy", GOOD_PW).status, StatusCode::OK);
+    assert_eq!(a.get("/api/v1/auth/session").code(), "not_logged_in");
+    // Signing out frees a place.
+    assert_eq!(a2.post("/api/v1/auth/logout", json!(null)).status, StatusCode::OK);
+    assert_eq!(d.login("dan", ADMIN_PW).status, StatusCode::OK);
+    // Idle sessions free theirs too.
+    e.advance(Duration::from_secs(16 * 60));
+    assert_eq!(a.login("amy", GOOD_PW).status, StatusCode::OK);
+}
+
+#[test]
+fn concurrent_logins_never_exceed_the_session_limits() {
+    use tingzhen_identity::{IdentityError, Msg};
+    // Per account: eight logins at once leave exactly the limit alive.
+    let e = env_with(IdentityConfig { max_sessions_per_user: 2, captcha_after_failures: 100, ..fast_config() });
+    let _ = e.user("olga", json!([{"role": "viewer"}]));
+    let req =
+        tingzhen_identity::LoginRequest { username: "olga".into(), password: GOOD_PW.into(), ..Default::default() };
+    for answer in logins_at_once(&e, 8, &req) {
+        answer.unwrap();
+    }
+    assert_eq!(live_sessions(&e, "olga"), 2);
+    // System-wide: eight accounts at once against four places.
+    let cfg =
+        IdentityConfig { max_sessions: 4, max_sessions_per_user: 1, captcha_after_failures: 100, ..fast_config() };
+    let e = env_with(cfg);
+    let names: Vec<String> = (0..8).map(|i| format!("nurse{i}")).collect();
+    for n in &names {
+        let u = serde_json::from_value(json!({"username": n, "password": ADMIN_PW, "roles": [{"role": "viewer"}]}));
+        e.id.create_user(&cli(), &u.unwrap()).unwrap();
+    }
+    let start = std::sync::Barrier::new(names.len());
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let start = &start;
+                let e = &e;
+                s.spawn(move || {
+                    start.wait();
+                    let req = tingzhen_identity::LoginRequest {
+                        username: n.clone(),
+                        password: ADMIN_PW.into(),
+                        ..Default::default()
+                    };
+                    e.id.login(&req, "10.0.0.5")
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 4, "{answers:?}");
+    for a in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert!(matches!(a, IdentityError::Denied(Msg::SessionLimitReached)), "{a:?}");
+    }
+}

@@ -40,6 +40,7 @@ impl ApiError {
                     | Msg::TotpEnrolmentRequired
                     | Msg::WrongOldPassword => StatusCode::FORBIDDEN,
                     Msg::TotpNotPending => StatusCode::CONFLICT,
+                    Msg::SessionLimitReached => StatusCode::SERVICE_UNAVAILABLE,
                     _ => StatusCode::UNAUTHORIZED,
                 };
                 Self::msg(status, &m, lang)

@@ -29,6 +29,9 @@ pub(super) fn text(m: &Msg) -> String {
         Msg::TotpWrong => "Wrong one-time code.".into(),
         Msg::TotpNotPending => "No pending one-time-code enrolment; start one first.".into(),
         Msg::SessionExpired => "The session has expired; sign in again.".into(),
+        Msg::SessionLimitReached => {
+            "The console has reached its limit of concurrent sessions; try again later or ask an administrator.".into()
+        }
         Msg::NotLoggedIn => "Sign in first.".into(),
         Msg::CsrfMissing => "Missing or wrong CSRF token.".into(),
         Msg::ReplayRefused => "The request is stale or a replay; refused.".into(),

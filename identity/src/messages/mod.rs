@@ -52,6 +52,7 @@ pub enum Msg {
     TotpWrong,
     TotpNotPending,
     SessionExpired,
+    SessionLimitReached,
     NotLoggedIn,
     CsrfMissing,
     ReplayRefused,

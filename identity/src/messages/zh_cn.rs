@@ -23,6 +23,7 @@ pub(super) fn text(m: &Msg) -> String {
         Msg::TotpWrong => "动态口令错误。".into(),
         Msg::TotpNotPending => "没有待确认的动态口令绑定，请先发起绑定。".into(),
         Msg::SessionExpired => "会话已超时，请重新登录。".into(),
+        Msg::SessionLimitReached => "系统在线会话数已达上限，请稍后再试或联系管理员。".into(),
         Msg::NotLoggedIn => "请先登录。".into(),
         Msg::CsrfMissing => "缺少或错误的防跨站请求令牌（CSRF）。".into(),
         Msg::ReplayRefused => "请求已过期或重复提交，已拒绝。".into(),

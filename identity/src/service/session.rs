@@ -12,7 +12,7 @@ use crate::roles::{Role, RoleBinding};
 use crate::totp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tingzhen_core::db::{Conn, DbError, Row};
+use tingzhen_core::db::{Conn, DbError, Dialect, Row};
 use tingzhen_core::params;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -76,6 +76,17 @@ pub struct LoginSuccess {
     /// The raw session id: goes into the cookie, never stored.
     pub session_id: String,
     pub session: Session,
+}
+
+/// The end reason of a session that a newer login of the same account pushed out.
+const DISPLACED: &str = "displaced by a newer login";
+
+/// What `open_session` did.
+enum Opened {
+    /// Created; these sessions (id hashes) of the same account were ended to make room.
+    Displacing(Vec<String>),
+    /// Refused: this many sessions are live, the system-wide maximum.
+    AtCapacity(i64),
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {
@@ -370,25 +381,95 @@ impl Identity {
         let weak = !self.policy.violations(&user.username, &req.password).is_empty();
         let session_id = random_hex32();
         let id_hash = sha256_hex(&session_id);
-        self.db.with_conn(|c| {
-            c.transaction(|tx| {
+        let csrf_token = random_hex32();
+        let displaced = match self.open_session(user.id, &id_hash, &csrf_token, ip, now, weak)? {
+            Opened::Displacing(displaced) => displaced,
+            Opened::AtCapacity(live) => {
+                return refuse(
+                    Msg::SessionLimitReached,
+                    &format!("concurrent session limit reached ({live} live, max_sessions {})", self.cfg.max_sessions),
+                );
+            }
+        };
+        for old in &displaced {
+            self.record(
+                &Actor::new(&user.username, ip),
+                events::SESSION_EXPIRED,
+                Outcome::Success,
+                format!(
+                    "session {}: {DISPLACED} (max_sessions_per_user {})",
+                    &old[..16],
+                    self.cfg.max_sessions_per_user
+                ),
+            )?;
+        }
+        let detail =
+            format!("session {}{}", &id_hash[..16], if weak { "; stored password is weak: change forced" } else { "" });
+        self.record(&Actor::new(&user.username, ip), events::LOGIN, Outcome::Success, detail)?;
+        // Built from what was just written rather than read back: a concurrent login of the
+        // same account may already have displaced this session, and this login still succeeded.
+        let user = self.user_by_id(user.id)?;
+        let session = self.session_of(user, id_hash, csrf_token, now, ip, now)?;
+        Ok(LoginSuccess { session_id, session })
+    }
+
+    /// Creates the session row within the concurrent-session limits (MLPS 4.6), in one
+    /// transaction: the user's least recently used sessions beyond `max_sessions_per_user` are
+    /// ended, and nothing is written when the system-wide `max_sessions` is reached. A live
+    /// session is one not ended, not idle and not over age, of an active account: sessions that
+    /// timed out but were never looked at again do not count.
+    ///
+    /// On PostgreSQL the sessions table is locked against other writers first, so concurrent
+    /// logins count one after another (on SQLite the one connection already serializes them).
+    fn open_session(&self, user_id: i64, id_hash: &str, csrf: &str, ip: &str, now: i64, weak: bool) -> Result<Opened> {
+        let idle_since = now - ms(self.cfg.session_idle_timeout);
+        let born_since = now - ms(self.cfg.session_max_lifetime);
+        let per_user = self.cfg.max_sessions_per_user as usize;
+        let max = i64::from(self.cfg.max_sessions);
+        let opened = self.db.with_conn(|c| {
+            c.transaction(|tx| -> std::result::Result<Opened, DbError> {
+                if tx.dialect() == Dialect::Postgres {
+                    tx.execute_batch("LOCK TABLE identity_sessions IN EXCLUSIVE MODE")?;
+                }
+                let live: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM identity_sessions s JOIN identity_users u ON u.id = s.user_id
+                     WHERE s.ended_ms IS NULL AND s.last_seen_ms >= ?1 AND s.created_ms >= ?2 AND u.status = 'active'",
+                    &[idle_since, born_since],
+                    |r| r.get(0),
+                )?;
+                // Oldest use first; the id breaks ties so the choice does not depend on the engine.
+                let mine: Vec<String> = tx.query_map(
+                    "SELECT id_sha256 FROM identity_sessions
+                     WHERE user_id = ?1 AND ended_ms IS NULL AND last_seen_ms >= ?2 AND created_ms >= ?3
+                     ORDER BY last_seen_ms, id_sha256",
+                    &[user_id, idle_since, born_since],
+                    |r| r.get(0),
+                )?;
+                let displaced: Vec<String> = mine[..(mine.len() + 1).saturating_sub(per_user)].to_vec();
+                if live - displaced.len() as i64 >= max {
+                    return Ok(Opened::AtCapacity(live));
+                }
+                for old in &displaced {
+                    tx.execute(
+                        "UPDATE identity_sessions SET ended_ms = ?2, end_reason = ?3
+                         WHERE id_sha256 = ?1 AND ended_ms IS NULL",
+                        &params![old, now, DISPLACED],
+                    )?;
+                }
                 tx.execute(
                     "UPDATE identity_users SET last_login_ms = ?2, login_count = login_count + 1,
                      must_change = CASE WHEN ?3 <> 0 THEN 1 ELSE must_change END WHERE id = ?1",
-                    &[user.id, now, i64::from(weak)],
+                    &[user_id, now, i64::from(weak)],
                 )?;
                 tx.execute(
                     "INSERT INTO identity_sessions (id_sha256, user_id, csrf_token, source_ip, created_ms, last_seen_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                    &params![id_hash, user.id, random_hex32(), ip, now],
-                )
+                    &params![id_hash, user_id, csrf, ip, now],
+                )?;
+                Ok(Opened::Displacing(displaced))
             })
         })?;
-        let detail =
-            format!("session {}{}", &id_hash[..16], if weak { "; stored password is weak: change forced" } else { "" });
-        self.record(&Actor::new(&user.username, ip), events::LOGIN, Outcome::Success, detail)?;
-        let session = self.check_session(&session_id, ip)?;
-        Ok(LoginSuccess { session_id, session })
+        Ok(opened)
     }
 
     /// Resolves a cookie's session id: refuses ended, idle or over-age sessions and users who
@@ -456,6 +537,19 @@ impl Identity {
                 )
             })?;
         }
+        self.session_of(user, h, csrf_token, created_ms, ip, now)
+    }
+
+    /// A live session's view: role bindings, what it is restricted to, reminders to show.
+    fn session_of(
+        &self,
+        user: UserRow,
+        id_hash: String,
+        csrf_token: String,
+        created_ms: i64,
+        ip: &str,
+        now: i64,
+    ) -> Result<Session> {
         let bindings = self.bindings_of(user.id)?;
         let expired_pw = self.cfg.password_max_age.is_some_and(|age| now - user.password_changed_ms >= ms(age));
         let restriction = if user.must_change || expired_pw {
@@ -480,7 +574,7 @@ impl Identity {
             }
         }
         Ok(Session {
-            id_hash: h,
+            id_hash,
             user_id: user.id,
             username: user.username,
             bindings,
