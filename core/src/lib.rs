@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod labels;
 pub mod line_protocol;
 pub mod matcher;
+pub mod phone;
 pub mod query;
 pub mod remote_write;
 pub mod sample;

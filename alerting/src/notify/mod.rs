@@ -9,6 +9,7 @@ mod http;
 pub mod sms_aliyun;
 pub mod sms_http;
 pub mod sms_tencent;
+pub mod verification;
 pub mod webhook;
 pub mod wecom_app;
 pub mod wecom_robot;
@@ -86,6 +87,10 @@ pub enum BuildError {
     Secret { key: String, source: tingzhen_core::config::SecretError },
     #[error(transparent)]
     Template(#[from] crate::templates::TemplateError),
+    /// A setting outside `[alerting.notify]` that uses a provider configured there (the
+    /// password-reset SMS), with its full key.
+    #[error("{key}: {message}")]
+    Setting { key: String, message: String },
 }
 
 pub(crate) fn secret(key: &str, r: &tingzhen_core::config::SecretRef) -> Result<String, BuildError> {

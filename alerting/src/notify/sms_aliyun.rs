@@ -82,6 +82,21 @@ impl AliyunSms {
     }
 
     fn send(&self, phones: &[String], msg: &Message<'_>) -> Result<Receipt, NotifyError> {
+        let template_param = self.template_param(msg)?;
+        let out_id: String = msg.dedup_id.chars().take(32).collect();
+        self.send_sms(phones, &self.template_code, &template_param, &out_id)
+    }
+
+    /// One signed `SendSms` call: `template_param` is the JSON object of the template's
+    /// variables, `out_id` the caller's reference (at most 32 characters). Shared by the
+    /// notification channel and the password-reset code sender.
+    pub(crate) fn send_sms(
+        &self,
+        phones: &[String],
+        template_code: &str,
+        template_param: &str,
+        out_id: &str,
+    ) -> Result<Receipt, NotifyError> {
         let mut p = BTreeMap::new();
         let nonce: u128 = rand::random();
         let phones: Vec<&str> = phones.iter().map(|p| p.trim_start_matches('+')).collect();
@@ -89,15 +104,15 @@ impl AliyunSms {
             ("AccessKeyId", self.access_key_id.clone()),
             ("Action", "SendSms".into()),
             ("Format", "JSON".into()),
-            ("OutId", msg.dedup_id.chars().take(32).collect()),
+            ("OutId", out_id.to_string()),
             ("PhoneNumbers", phones.join(",")),
             ("RegionId", self.region_id.clone()),
             ("SignName", self.sign_name.clone()),
             ("SignatureMethod", "HMAC-SHA1".into()),
             ("SignatureNonce", format!("{nonce:032x}")),
             ("SignatureVersion", "1.0".into()),
-            ("TemplateCode", self.template_code.clone()),
-            ("TemplateParam", self.template_param(msg)?),
+            ("TemplateCode", template_code.to_string()),
+            ("TemplateParam", template_param.to_string()),
             ("Timestamp", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
             ("Version", "2017-05-25".into()),
         ] {

@@ -5,7 +5,7 @@
 use super::http::HttpClient;
 use super::{BuildError, HttpSmsConfig, Message, Notifier, NotifyError, Receipt, secret};
 use crate::templates::{TemplateKind, Templates, truncate_chars};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,18 @@ impl HttpSms {
         })
     }
 
+    /// The gateway's message limit (`max_chars`).
+    pub(crate) fn max_chars(&self) -> usize {
+        self.max_chars
+    }
+
+    /// Renders the configured body over `ctx` and posts it. Shared by the notification channel
+    /// and the password-reset code sender.
+    pub(crate) fn post_rendered(&self, t: &Templates, ctx: &Value) -> Result<(), NotifyError> {
+        let body = t.render_str("http_sms.body", &self.body, ctx).map_err(|e| NotifyError::Permanent(e.to_string()))?;
+        self.post(&body)
+    }
+
     fn post(&self, body: &str) -> Result<(), NotifyError> {
         let headers: Vec<(&str, &str)> = self.auth.iter().map(|(h, v)| (h.as_str(), v.as_str())).collect();
         self.http.post(&self.url, &self.content_type, &headers, body.as_bytes())?.check_status()
@@ -63,17 +75,14 @@ impl Notifier for HttpSmsChannel {
         ctx["text"] = json!(truncate_chars(&text, self.sms.max_chars));
         ctx["phones"] = json!(self.phones);
         ctx["dedup_id"] = json!(msg.dedup_id);
-        let render = |ctx: &serde_json::Value| {
-            t.render_str("http_sms.body", &self.sms.body, ctx).map_err(|e| NotifyError::Permanent(e.to_string()))
-        };
         if self.sms.per_phone {
             // One request per number; numbers already accepted are not texted again on retry.
             msg.for_each_part(&self.phones, |p| {
                 ctx["phone"] = json!(p);
-                self.sms.post(&render(&ctx)?)
+                self.sms.post_rendered(t, &ctx)
             })?;
         } else {
-            self.sms.post(&render(&ctx)?)?;
+            self.sms.post_rendered(t, &ctx)?;
         }
         Ok(Receipt(format!("{} number(s)", self.phones.len())))
     }

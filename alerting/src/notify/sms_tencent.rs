@@ -102,6 +102,19 @@ impl TencentSms {
                 .map_err(|e| NotifyError::Permanent(e.to_string()))?;
             values.push(truncate_chars(v.trim(), self.max_chars));
         }
+        self.send_sms(phones, &self.template_id, &values, msg.dedup_id)
+    }
+
+    /// One TC3-signed `SendSms` call with the template's `{1}`, `{2}`, … values in order and
+    /// `session_context` echoed back by the provider. Shared by the notification channel and
+    /// the password-reset code sender.
+    pub(crate) fn send_sms(
+        &self,
+        phones: &[String],
+        template_id: &str,
+        values: &[String],
+        session_context: &str,
+    ) -> Result<Receipt, NotifyError> {
         // E.164 is required; a bare 11-digit mainland number gets +86.
         let phones: Vec<String> =
             phones.iter().map(|p| if p.starts_with('+') { p.clone() } else { format!("+86{p}") }).collect();
@@ -109,9 +122,9 @@ impl TencentSms {
             "PhoneNumberSet": phones,
             "SmsSdkAppId": self.sdk_app_id,
             "SignName": self.sign_name,
-            "TemplateId": self.template_id,
+            "TemplateId": template_id,
             "TemplateParamSet": values,
-            "SessionContext": msg.dedup_id,
+            "SessionContext": session_context,
         })
         .to_string();
         let ts = chrono::Utc::now().timestamp();
