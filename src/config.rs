@@ -64,6 +64,20 @@ impl Config {
         self.alerting.validate().map_err(anyhow::Error::msg)?;
         self.flows.validate().map_err(anyhow::Error::msg)?;
         self.identity.validate()?;
+        if let Some(reset) = &self.identity.password_reset {
+            let n = &self.alerting.notify;
+            let configured = match reset.sms_provider.as_str() {
+                "http_sms" => n.http_sms.is_some(),
+                "aliyun_sms" => n.aliyun_sms.is_some(),
+                _ => n.tencent_sms.is_some(),
+            };
+            if !configured {
+                bail!(
+                    "identity.password_reset.sms_provider: {} is not configured in [alerting.notify]",
+                    reset.sms_provider
+                );
+            }
+        }
         self.dashboard.validate().map_err(anyhow::Error::msg)?;
         self.database.validate().map_err(anyhow::Error::msg)?;
         Ok(())
@@ -128,6 +142,17 @@ mod tests {
             "[storage.remote]\nkind = \"victoriametrics\"\nwrite_url = \"http://a\"\nquery_url = \"http://a\"\ntoken = \"secret\"\n",
         );
         assert!(inline_token.is_err(), "an inline secret must not be accepted");
+    }
+
+    #[test]
+    fn password_reset_needs_its_sms_provider_configured() {
+        let reset = "[identity.password_reset]\nsms_provider = \"http_sms\"\n";
+        let c: Config = toml::from_str(reset).unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("identity.password_reset.sms_provider") && err.contains("http_sms"), "{err}");
+        let gateway = "[alerting.notify.http_sms]\nurl = \"http://10.0.0.9/sms\"\nbody = \"{{text}}\"\n";
+        let c: Config = toml::from_str(&format!("{reset}{gateway}")).unwrap();
+        c.validate().unwrap();
     }
 
     #[test]

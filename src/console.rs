@@ -6,10 +6,25 @@ use crate::config::Config;
 use anyhow::Context;
 use axum::Router;
 use std::sync::Arc;
+use tingzhen_alerting::notify::Language;
+use tingzhen_alerting::notify::verification::CodeSms;
 use tingzhen_core::db::{Db, DbError};
 use tingzhen_core::token::Scope;
 use tingzhen_dashboard::{Backend, Dashboard};
-use tingzhen_identity::{Identity, SystemClock};
+use tingzhen_identity::{CodeSender, Identity, Lang, SystemClock};
+
+/// Password-reset codes go out through the SMS provider configured for alerting.
+struct ResetTexts(CodeSms);
+
+impl CodeSender for ResetTexts {
+    fn send_code(&self, phone: &str, code: &str, minutes: u32, lang: Lang) -> Result<(), String> {
+        let language = match lang {
+            Lang::ZhCn => Language::ZhCn,
+            Lang::En => Language::En,
+        };
+        self.0.send_code(phone, code, minutes, language).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
 
 /// The token the in-process dashboard presents to the APIs. Re-issued at every start (the old
 /// one revoked), never printed or written anywhere but the token table's hash.
@@ -27,7 +42,12 @@ impl Console {
                 "no [server.tls]: browsers keep the Secure session cookie only on localhost; serve HTTPS for other clients"
             );
         }
-        let identity = Identity::new(db, config.identity.clone(), Arc::new(SystemClock)).context("[identity]")?;
+        let mut identity = Identity::new(db, config.identity.clone(), Arc::new(SystemClock)).context("[identity]")?;
+        if let Some(reset) = &config.identity.password_reset {
+            let sms = CodeSms::new(&config.alerting.notify, &reset.sms_provider, &reset.sms_template)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            identity = identity.with_code_sender(Arc::new(ResetTexts(sms)));
+        }
         Ok(Arc::new(identity))
     }
 

@@ -21,6 +21,9 @@ pub enum UserCommand {
         roles: Vec<String>,
         #[arg(long, default_value = "")]
         display_name: String,
+        /// Mobile number for password reset by SMS code.
+        #[arg(long)]
+        phone: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -89,7 +92,7 @@ fn parse_role(s: &str) -> anyhow::Result<RoleBinding> {
 
 pub fn user(command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Create { name, roles, display_name, store } => {
+        UserCommand::Create { name, roles, display_name, phone, store } => {
             let id = open(&store)?;
             let roles = roles.iter().map(|r| parse_role(r)).collect::<anyhow::Result<Vec<_>>>()?;
             let password = id.policy().generate(&name);
@@ -100,6 +103,7 @@ pub fn user(command: UserCommand) -> anyhow::Result<()> {
                 roles,
                 valid_until_ms: None,
                 access_windows: Vec::new(),
+                phone,
             };
             id.create_user(&actor(), &u)?;
             eprintln!("created user {name:?}; initial password (shown once, must be changed at first login):");

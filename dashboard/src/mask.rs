@@ -20,17 +20,7 @@ pub fn sql(q: &str) -> String {
 /// A phone number keeps its first three and last four characters, the way Chinese services
 /// print a mobile (`138****5678`); anything shorter keeps only its last two.
 pub fn phone(p: &str) -> String {
-    let chars: Vec<char> = p.chars().collect();
-    let n = chars.len();
-    if n >= 8 {
-        let head: String = chars[..3].iter().collect();
-        let tail: String = chars[n - 4..].iter().collect();
-        format!("{head}{}{tail}", "*".repeat(n - 7))
-    } else if n > 2 {
-        format!("{}{}", "*".repeat(n - 2), chars[n - 2..].iter().collect::<String>())
-    } else {
-        "*".repeat(n.max(1))
-    }
+    tingzhen_core::phone::mask(p)
 }
 
 /// An e-mail address keeps the first character of its mailbox and its domain

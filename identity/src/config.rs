@@ -57,6 +57,9 @@ pub struct IdentityConfig {
     pub totp_key: Option<SecretRef>,
     /// Forward every audit record to syslog (RFC 5424).
     pub syslog: Option<SyslogConfig>,
+    /// Self-service password reset by SMS verification code (MLPS 1.2, 1.5, 1.6). Off without
+    /// this section.
+    pub password_reset: Option<PasswordResetConfig>,
     /// Argon2id cost parameters.
     pub argon2: Argon2Config,
 }
@@ -75,6 +78,45 @@ pub struct SyslogConfig {
     /// Syslog facility number (0–23). Default 13 (log audit).
     #[serde(default = "default_facility")]
     pub facility: u8,
+}
+
+/// `[identity.password_reset]`: who sends the codes and how often they may be asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfig {
+    /// The SMS provider of `[alerting.notify]` that sends the codes: `http_sms`, `aliyun_sms`
+    /// or `tencent_sms`.
+    pub sms_provider: String,
+    /// `http_sms`: the text, a template over `{{code}}` and `{{minutes}}` (empty: a built-in
+    /// text per language); `aliyun_sms`: the approved verification template's code (`SMS_…`,
+    /// variable `${code}`); `tencent_sms`: the approved template's id (`{1}` code, `{2}` minutes).
+    #[serde(default)]
+    pub sms_template: String,
+    /// How long a code is valid. Default 5 minutes.
+    #[serde(default = "default_code_ttl")]
+    pub code_ttl: HumanDuration,
+    /// Wrong codes before the code is void. Default 5.
+    #[serde(default = "default_code_attempts")]
+    pub max_attempts: u32,
+    /// Least time between two codes for one account. Default 60 s.
+    #[serde(default = "default_resend_interval")]
+    pub resend_interval: HumanDuration,
+    /// Codes one account may be sent in an hour (MLPS 1.6). Default 5.
+    #[serde(default = "default_codes_per_hour")]
+    pub max_per_hour: u32,
+}
+
+fn default_code_ttl() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_code_attempts() -> u32 {
+    5
+}
+fn default_resend_interval() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_codes_per_hour() -> u32 {
+    5
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -134,6 +176,7 @@ impl Default for IdentityConfig {
             audit_key: None,
             totp_key: None,
             syslog: None,
+            password_reset: None,
             argon2: Argon2Config::default(),
         }
     }
@@ -187,6 +230,20 @@ impl IdentityConfig {
             }
             if s.facility > 23 {
                 return Err(bad("syslog.facility", "must be 0–23"));
+            }
+        }
+        if let Some(r) = &self.password_reset {
+            if !["http_sms", "aliyun_sms", "tencent_sms"].contains(&r.sms_provider.as_str()) {
+                return Err(bad("password_reset.sms_provider", "must be http_sms, aliyun_sms or tencent_sms"));
+            }
+            if r.sms_provider != "http_sms" && r.sms_template.trim().is_empty() {
+                return Err(bad("password_reset.sms_template", "must name the provider's approved template"));
+            }
+            if !(Duration::from_secs(60)..=Duration::from_secs(30 * 60)).contains(&r.code_ttl.0) {
+                return Err(bad("password_reset.code_ttl", "must be 1m–30m"));
+            }
+            if r.max_attempts == 0 || r.max_per_hour == 0 {
+                return Err(bad("password_reset", "max_attempts and max_per_hour must be at least 1"));
             }
         }
         if self.argon2.memory_kib < 8 * self.argon2.parallelism.max(1) || self.argon2.iterations == 0 {
@@ -255,8 +312,39 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let f: File = toml::from_str(&uncommented).unwrap();
-        assert_eq!(f.identity.syslog.unwrap().address, "10.20.0.5:514");
+        assert_eq!(f.identity.syslog.as_ref().unwrap().address, "10.20.0.5:514");
         assert!(f.identity.audit_key.is_some() && f.identity.weak_password_file.is_some());
         assert!(f.identity.totp_key.is_some());
+        let reset = f.identity.password_reset.clone().unwrap();
+        assert_eq!((reset.sms_provider.as_str(), reset.max_per_hour), ("http_sms", 5));
+        f.identity.validate().unwrap();
+    }
+
+    #[test]
+    fn password_reset_settings_are_checked() {
+        let base = PasswordResetConfig {
+            sms_provider: "aliyun_sms".into(),
+            sms_template: "SMS_1".into(),
+            code_ttl: default_code_ttl(),
+            max_attempts: 5,
+            resend_interval: default_resend_interval(),
+            max_per_hour: 5,
+        };
+        let with = |r: PasswordResetConfig| IdentityConfig { password_reset: Some(r), ..Default::default() };
+        with(base.clone()).validate().unwrap();
+        let field = |r: PasswordResetConfig| with(r).validate().unwrap_err().field;
+        assert_eq!(
+            field(PasswordResetConfig { sms_provider: "pigeon".into(), ..base.clone() }),
+            "password_reset.sms_provider"
+        );
+        assert_eq!(
+            field(PasswordResetConfig { sms_template: " ".into(), ..base.clone() }),
+            "password_reset.sms_template"
+        );
+        assert_eq!(
+            field(PasswordResetConfig { code_ttl: "2h".parse().unwrap(), ..base.clone() }),
+            "password_reset.code_ttl"
+        );
+        assert_eq!(field(PasswordResetConfig { max_attempts: 0, ..base }), "password_reset");
     }
 }

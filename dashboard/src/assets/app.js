@@ -199,6 +199,69 @@
     });
   }
 
+  // Forgot password (pages/auth.rs, /ui/reset): step 1 sends the account name, the phone number
+  // and a solved captcha (each image allows one guess, so a new one is loaded after every try);
+  // its answer is the same whether or not they matched, and reveals step 2: the code and the new
+  // password, for the account named in step 1.
+  function wireReset() {
+    var form = document.getElementById('reset-request-form');
+    if (!form) { return; }
+    var captchaId = null;
+    var username = '';
+    var step2 = document.getElementById('reset-step2');
+    function loadCaptcha() {
+      captchaId = null;
+      document.getElementById('reset-captcha').value = '';
+      return api('GET', '/api/v1/auth/captcha').then(function (c) {
+        captchaId = c.id;
+        document.getElementById('reset-captcha-img').src = c.image;
+      }, function (err) { document.getElementById('reset-request-error').textContent = err.message; });
+    }
+    document.getElementById('reset-captcha-refresh').addEventListener('click', loadCaptcha);
+    loadCaptcha();
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var error = document.getElementById('reset-request-error');
+      var done = document.getElementById('reset-request-done');
+      var submit = document.getElementById('reset-request-submit');
+      error.textContent = '';
+      done.textContent = '';
+      var body = { username: document.getElementById('reset-username').value.trim(), phone: document.getElementById('reset-phone').value.trim() };
+      if (captchaId) { body.captcha_id = captchaId; body.captcha_answer = document.getElementById('reset-captcha').value; }
+      submit.disabled = true;
+      api('POST', '/api/v1/auth/reset/request', body).then(function (r) {
+        submit.disabled = false;
+        username = body.username;
+        done.textContent = r.message;
+        step2.hidden = false;
+        document.getElementById('reset-code').focus();
+        loadCaptcha();
+      }, function (err) {
+        submit.disabled = false;
+        error.textContent = err.message;
+        loadCaptcha();
+      });
+    });
+    var confirmForm = document.getElementById('reset-confirm-form');
+    confirmForm.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var error = document.getElementById('reset-confirm-error');
+      var submit = document.getElementById('reset-confirm-submit');
+      error.textContent = '';
+      var nw = document.getElementById('reset-new-password').value;
+      if (nw !== document.getElementById('reset-repeat-password').value) { error.textContent = confirmForm.getAttribute('data-mismatch'); return; }
+      submit.disabled = true;
+      // A refused password answers the broken rules and the full rule text (api() adds it).
+      api('POST', '/api/v1/auth/reset/confirm', { username: username, code: document.getElementById('reset-code').value.trim(), new_password: nw })
+        .then(function (r) {
+          form.hidden = true;
+          step2.hidden = true;
+          document.getElementById('reset-done-message').textContent = r.message;
+          document.getElementById('reset-done').hidden = false;
+        }, function (err) { submit.disabled = false; error.textContent = err.message; });
+    });
+  }
+
   function wirePassword() {
     var form = document.getElementById('password-form');
     if (!form) { return; }
@@ -231,7 +294,7 @@
 
   window.tz = { api: api, toast: toast, formData: formData };
   document.addEventListener('DOMContentLoaded', function () {
-    wirePrefs(); wireForms(); wireRefresh(); wireLogin(); wirePassword(); wireTotp();
+    wirePrefs(); wireForms(); wireRefresh(); wireLogin(); wireReset(); wirePassword(); wireTotp();
   });
 })();
 

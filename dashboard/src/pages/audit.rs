@@ -261,7 +261,7 @@ mod tests {
             Dashboard::new(identity, Backend::in_process(Router::new(), "t".into()), DashboardConfig::default())
                 .unwrap();
         let router = crate::router(dashboard.clone()).merge(tingzhen_identity::api::router(dashboard.identity.clone()));
-        (Kit { dashboard, router }, db)
+        (Kit { dashboard, router, db: db.clone() }, db)
     }
 
     fn views_by(kit: &Kit, actor: &str) -> usize {

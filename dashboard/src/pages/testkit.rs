@@ -1,16 +1,19 @@
 //! Test support for page modules: a dashboard over a fresh test store (in-memory SQLite, or
 //! PostgreSQL when `TINGZHEN_TEST_DATABASE_URL` is set) with real identity (users, sessions,
 //! CSRF) and a backend router the test supplies, plus helpers that log in a user with given
-//! roles and call pages through `oneshot`.
+//! roles and call pages through `oneshot`. `Kit::with_password_reset` turns on identity's
+//! password reset by SMS code, with a sender that records the codes instead of sending them.
 
 use crate::{Backend, Dashboard, DashboardConfig};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tingzhen_core::db::Db;
 use tingzhen_core::db::testing::fresh_db;
+use tingzhen_identity::config::PasswordResetConfig;
 use tingzhen_identity::roles::RoleBinding;
-use tingzhen_identity::{Actor, Identity, IdentityConfig, LoginRequest, NewUser, Role, SystemClock};
+use tingzhen_identity::{Actor, CodeSender, Identity, IdentityConfig, LoginRequest, NewUser, Role, SystemClock};
 use tower::ServiceExt;
 
 pub const PASSWORD: &str = "Initial#Pass1";
@@ -19,6 +22,28 @@ pub const CHANGED: &str = "Changed#Pass2x";
 pub struct Kit {
     pub dashboard: Dashboard,
     pub router: Router,
+    /// The store identity runs on, for tests that must read what no API shows (a captcha's answer).
+    pub db: Arc<Db>,
+}
+
+/// A code identity sent: the phone number it went to and the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentCode {
+    pub phone: String,
+    pub code: String,
+}
+
+/// Records the password-reset codes instead of sending SMS.
+#[derive(Debug, Default)]
+pub struct RecordingSender {
+    pub sent: Mutex<Vec<SentCode>>,
+}
+
+impl CodeSender for RecordingSender {
+    fn send_code(&self, phone: &str, code: &str, _minutes: u32, _lang: tingzhen_identity::Lang) -> Result<(), String> {
+        self.sent.lock().unwrap().push(SentCode { phone: phone.into(), code: code.into() });
+        Ok(())
+    }
 }
 
 /// What a call answered.
@@ -42,15 +67,57 @@ impl Kit {
     }
 
     pub fn with_config(backend: Router, config: DashboardConfig) -> Self {
+        Self::build(backend, config, None)
+    }
+
+    /// A kit whose identity offers password reset by SMS code; the sender records every code.
+    pub fn with_password_reset(backend: Router) -> (Self, Arc<RecordingSender>) {
+        let sender = Arc::new(RecordingSender::default());
+        (Self::build(backend, DashboardConfig::default(), Some(sender.clone())), sender)
+    }
+
+    fn build(backend: Router, config: DashboardConfig, sender: Option<Arc<RecordingSender>>) -> Self {
         let db = Arc::new(fresh_db());
         let mut cfg = IdentityConfig::default();
         cfg.argon2.memory_kib = 64;
         cfg.argon2.iterations = 1;
         cfg.cookie_secure = false;
-        let identity = Arc::new(Identity::new(db, cfg, Arc::new(SystemClock)).unwrap());
+        if sender.is_some() {
+            cfg.password_reset = Some(PasswordResetConfig {
+                sms_provider: "http_sms".into(),
+                sms_template: String::new(),
+                code_ttl: "5m".parse().unwrap(),
+                max_attempts: 5,
+                resend_interval: "60s".parse().unwrap(),
+                max_per_hour: 5,
+            });
+        }
+        let mut identity = Identity::new(db.clone(), cfg, Arc::new(SystemClock)).unwrap();
+        if let Some(s) = sender {
+            identity = identity.with_code_sender(s);
+        }
+        let identity = Arc::new(identity);
         let dashboard = Dashboard::new(identity, Backend::in_process(backend, "test-token".into()), config).unwrap();
         let router = crate::router(dashboard.clone()).merge(tingzhen_identity::api::router(dashboard.identity.clone()));
-        Self { dashboard, router }
+        Self { dashboard, router, db }
+    }
+
+    /// Fetches a captcha as the pages do and reads its answer from the store (the image is
+    /// all a browser gets): `(id, answer)` for a request that needs one.
+    pub async fn solved_captcha(&self) -> (String, String) {
+        let r = self.get("/api/v1/auth/captcha", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let id = v["data"]["id"].as_str().expect("a captcha id").to_string();
+        assert!(v["data"]["image"].as_str().unwrap_or_default().starts_with("data:image/"), "{}", r.body);
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(id.as_bytes()));
+        let answer: String = self
+            .db
+            .with_conn(|c| {
+                c.query_row("SELECT answer FROM identity_captchas WHERE id_sha256 = ?1", &[&hash], |r| r.get(0))
+            })
+            .unwrap();
+        (id, answer)
     }
 
     /// Creates `name` with `roles` (`("viewer", "east")`), changes the initial password and
@@ -66,6 +133,7 @@ impl Kit {
             roles,
             valid_until_ms: None,
             access_windows: Vec::new(),
+            phone: None,
         };
         id.create_user(&Actor::new("test", "127.0.0.1"), &user).unwrap();
         let req = |p: &str| LoginRequest { username: name.into(), password: p.into(), ..Default::default() };

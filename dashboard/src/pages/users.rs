@@ -1,9 +1,9 @@
 //! Account administration (MON-1; SEC account rules 1.17–1.19): the user list with identity's
-//! search filters, account details (display name, validity period, access-time windows, role
-//! bindings per campus, password reset), bulk disable / enable / cancel / unfreeze, and the
-//! disabled-user and permission reports with their CSV exports. Everything is read from and
-//! written through the `Identity` service, which audits each change; only holders of
-//! `ManageUsers` (a `*` admin binding) get here.
+//! search filters, account details (display name, mobile number — only ever shown masked —,
+//! validity period, access-time windows, role bindings per campus, password reset), bulk
+//! disable / enable / cancel / unfreeze, and the disabled-user and permission reports with their
+//! CSV exports. Everything is read from and written through the `Identity` service, which audits
+//! each change; only holders of `ManageUsers` (a `*` admin binding) get here.
 //!
 //! The console's own actions (`/ui/api/users*`) exist because the forms speak in form terms
 //! (dates, `role@campus`, one access window per line) and because a created or reset account
@@ -263,6 +263,8 @@ fn user_view(d: &Dashboard, lang: Lang, u: &UserSummary, now: i64) -> Value {
         "password_changed_ms": u.password_changed_ms,
         "totp_enrolled": u.totp_enrolled,
         "windows": windows_text(&u.access_windows),
+        // Already masked by identity (`138****5678`): the full number never reaches a page.
+        "phone": u.phone,
     })
 }
 
@@ -582,6 +584,9 @@ struct CreateForm {
     valid_until: String,
     #[serde(default)]
     access_windows: String,
+    /// A mobile number (for password reset by SMS code); empty for none. Identity checks it.
+    #[serde(default)]
+    phone: String,
 }
 
 /// Creates an account with a generated initial password, answered this once; the user must
@@ -617,6 +622,7 @@ async fn create(State(d): State<Dashboard>, actor: Actor, axum::Json(raw): axum:
             roles,
             valid_until_ms,
             access_windows,
+            phone: Some(f.phone.trim().to_string()).filter(|p| !p.is_empty()),
         };
         id.create_user(&who, &user)?;
         Ok(password)
@@ -636,6 +642,8 @@ struct UpdateForm {
     valid_until: Option<String>,
     /// One window per line; empty removes the restriction.
     access_windows: Option<String>,
+    /// A mobile number; empty removes it. Identity checks and normalizes it.
+    phone: Option<String>,
 }
 
 async fn update(
@@ -661,7 +669,8 @@ async fn update(
             Some(s) => Some(parse_windows(s)?),
             None => None,
         };
-        Ok(UserUpdate { display_name: f.display_name.clone(), valid_until_ms, access_windows })
+        let phone = f.phone.as_deref().map(|p| Some(p.trim().to_string()).filter(|p| !p.is_empty()));
+        Ok(UserUpdate { display_name: f.display_name.clone(), valid_until_ms, access_windows, phone })
     })();
     let u = match parsed {
         Ok(u) => u,
@@ -852,6 +861,7 @@ mod tests {
                 }],
                 valid_until_ms: None,
                 access_windows: Vec::new(),
+                phone: None,
             };
             kit.dashboard.identity.create_user(&actor, &user).unwrap();
         }
@@ -1023,6 +1033,89 @@ mod tests {
         assert_eq!(first_login(&kit, "nurse1", &password), Some(Restriction::PasswordChange));
         let r = kit.send(Method::POST, "/ui/api/users/ghost/password", &admin, Some(json!({}))).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+
+    fn summary(kit: &Kit, name: &str) -> tingzhen_identity::UserSummary {
+        let all = kit.dashboard.identity.search(&Default::default()).unwrap();
+        all.into_iter().find(|u| u.username == name).unwrap_or_else(|| panic!("{name} exists"))
+    }
+
+    #[tokio::test]
+    async fn a_phone_number_is_stored_from_the_forms_and_only_shown_masked() {
+        let kit = kit();
+        let admin = kit.login("admin1", &[("admin", "*")]);
+        let page = kit.get("/ui/users", Some(&admin)).await;
+        assert!(page.body.contains(r#"<input name="phone" type="tel""#), "the create form asks for it");
+
+        let r = kit
+            .send(
+                Method::POST,
+                "/ui/api/users",
+                &admin,
+                Some(json!({"username": "doc2", "roles": ["viewer@east"], "phone": " 138-1234 5678 "})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(summary(&kit, "doc2").phone.as_deref(), Some("138****5678"));
+        let r = kit.send(Method::POST, "/ui/api/users", &admin, Some(json!({"username": "doc3", "phone": ""}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(summary(&kit, "doc3").phone, None, "an empty field is no number");
+
+        let list = kit.get("/ui/users", Some(&admin)).await;
+        assert!(list.body.contains(r#"<td class="phone">138****5678</td>"#), "{}", list.body);
+        let edit = kit.get("/ui/users/edit/doc2", Some(&admin)).await;
+        assert!(edit.body.contains(r#"<dd id="user-phone">138****5678</dd>"#), "{}", edit.body);
+        assert!(edit.body.contains("id=\"user-phone-remove\""));
+        // Left empty, the edit form's field is not sent, so saving other fields keeps the number.
+        assert!(edit.body.contains(r#"autocomplete="off" data-optional placeholder="138****5678""#), "{}", edit.body);
+        for html in [&list.body, &edit.body] {
+            assert!(!html.contains("13812345678") && !html.contains("1234 5678"), "the full number is on a page");
+        }
+
+        let r =
+            kit.send(Method::PATCH, "/ui/api/users/doc2", &admin, Some(json!({"phone": "+86 139 0000 1111"}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(summary(&kit, "doc2").phone.as_deref(), Some("+86*******1111"));
+        let r = kit.send(Method::PATCH, "/ui/api/users/doc2", &admin, Some(json!({"display_name": "王医生"}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(summary(&kit, "doc2").phone.as_deref(), Some("+86*******1111"), "absent leaves it unchanged");
+        let edit = kit.get("/ui/users/edit/doc2", Some(&admin)).await;
+        assert!(edit.body.contains("+86*******1111") && !edit.body.contains("8613900001111"));
+
+        let r = kit.send(Method::PATCH, "/ui/api/users/doc2", &admin, Some(json!({"phone": ""}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(summary(&kit, "doc2").phone, None, "empty removes it");
+        let edit = kit.get("/ui/users/edit/doc2", Some(&admin)).await;
+        assert!(edit.body.contains("未登记") && !edit.body.contains("user-phone-remove"), "{}", edit.body);
+        let changes = events_of(&kit, events::USER_UPDATE);
+        assert!(changes.iter().all(|r| !r.detail.contains("8613900001111")), "{changes:?}");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_phone_number_is_refused_with_identitys_text() {
+        let kit = kit();
+        let admin = kit.login("admin1", &[("admin", "*")]);
+        kit.login("nurse1", &[("viewer", "east")]);
+        let why = tingzhen_core::phone::normalize("12ab").unwrap_err();
+
+        let r =
+            kit.send(Method::POST, "/ui/api/users", &admin, Some(json!({"username": "doc2", "phone": "12ab"}))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        let message = v["message"].as_str().unwrap();
+        assert!(message.contains("phone") && message.contains(&why), "{message}");
+        assert!(!kit.dashboard.identity.search(&Default::default()).unwrap().iter().any(|u| u.username == "doc2"));
+
+        let upd = UserUpdate { phone: Some(Some("13812345678".into())), ..Default::default() };
+        kit.dashboard
+            .identity
+            .update_user(&tingzhen_identity::Actor::new("test", "127.0.0.1"), "nurse1", &upd)
+            .unwrap();
+        let r = kit.send(Method::PATCH, "/ui/api/users/nurse1", &admin, Some(json!({"phone": "12ab"}))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert!(v["message"].as_str().unwrap().contains(&why), "{}", r.body);
+        assert_eq!(summary(&kit, "nurse1").phone.as_deref(), Some("138****5678"), "unchanged");
     }
 
     #[tokio::test]

@@ -40,7 +40,9 @@ impl ApiError {
                     | Msg::TotpEnrolmentRequired
                     | Msg::WrongOldPassword => StatusCode::FORBIDDEN,
                     Msg::TotpNotPending => StatusCode::CONFLICT,
-                    Msg::SessionLimitReached => StatusCode::SERVICE_UNAVAILABLE,
+                    Msg::SessionLimitReached | Msg::SmsSendFailed => StatusCode::SERVICE_UNAVAILABLE,
+                    Msg::ResetUnavailable => StatusCode::NOT_FOUND,
+                    Msg::ResetTooSoon { .. } | Msg::ResetTooMany => StatusCode::TOO_MANY_REQUESTS,
                     _ => StatusCode::UNAUTHORIZED,
                 };
                 Self::msg(status, &m, lang)

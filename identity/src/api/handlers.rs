@@ -6,7 +6,7 @@ use super::{AppState, Ctx, blocking, session_cookie, session_for};
 use crate::audit::{AuditQuery, Outcome, events};
 use crate::messages::Msg;
 use crate::roles::{Permission, RoleBinding};
-use crate::service::{BulkAction, LoginRequest, NewUser, Session, UserFilter, UserUpdate};
+use crate::service::{BulkAction, LoginRequest, NewUser, ResetConfirm, ResetRequest, Session, UserFilter, UserUpdate};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -76,6 +76,20 @@ pub async fn login(State(st): State<AppState>, ctx: Ctx, Json(req): Json<LoginRe
             Err(e)
         }
     }
+}
+
+/// Password reset, step 1 (no session): a code to the phone on record.
+pub async fn reset_request(State(st): State<AppState>, ctx: Ctx, Json(req): Json<ResetRequest>) -> Res {
+    let (ip, lang) = (ctx.ip.clone(), ctx.lang);
+    let msg = blocking(ctx.lang, move || st.request_reset(&req, &ip, lang)).await?;
+    ok(json!({"message": msg.text(ctx.lang)}))
+}
+
+/// Password reset, step 2 (no session): the code and the new password.
+pub async fn reset_confirm(State(st): State<AppState>, ctx: Ctx, Json(req): Json<ResetConfirm>) -> Res {
+    let ip = ctx.ip.clone();
+    blocking(ctx.lang, move || st.confirm_reset(&req, &ip)).await?;
+    ok(json!({"message": Msg::PasswordResetDone.text(ctx.lang)}))
 }
 
 pub async fn logout(State(st): State<AppState>, method: Method, headers: HeaderMap, ctx: Ctx) -> Res {

@@ -31,6 +31,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/password-rules", get(handlers::password_rules))
         .route("/api/v1/auth/login", post(handlers::login))
         .route("/api/v1/auth/logout", post(handlers::logout))
+        .route("/api/v1/auth/reset/request", post(handlers::reset_request))
+        .route("/api/v1/auth/reset/confirm", post(handlers::reset_confirm))
         .route("/api/v1/auth/session", get(handlers::session_info))
         .route("/api/v1/auth/password", post(handlers::change_password))
         .route("/api/v1/auth/totp/enroll", post(handlers::totp_enroll))

@@ -28,6 +28,8 @@ pub mod events {
     pub const UNLOCK: &str = "unlock";
     pub const ACCESS_REFUSED: &str = "access_refused";
     pub const PASSWORD_CHANGE: &str = "password_change";
+    /// Self-service reset by SMS code: the code asked for (or refused), and the reset itself.
+    pub const PASSWORD_RESET: &str = "password_reset";
     pub const USER_CREATE: &str = "user_create";
     pub const USER_UPDATE: &str = "user_update";
     pub const USER_STATUS: &str = "user_status";

@@ -45,5 +45,16 @@ pub(super) fn text(m: &Msg) -> String {
             format!("Your account expires in {days} days; ask an administrator to extend it.")
         }
         Msg::WrongOldPassword => "The current password is wrong.".into(),
+        Msg::ResetUnavailable => {
+            "Password reset by SMS is not enabled here; ask an administrator to reset your password.".into()
+        }
+        Msg::ResetCodeSent { minutes } => format!(
+            "If the account and the phone number match, a verification code has been sent; it is valid for {minutes} minutes."
+        ),
+        Msg::ResetTooSoon { seconds } => format!("Wait {seconds} seconds before asking for another code."),
+        Msg::ResetTooMany => "Too many codes asked for this account in the last hour; try again later.".into(),
+        Msg::ResetCodeInvalid => "The verification code is wrong or no longer valid; ask for a new one.".into(),
+        Msg::SmsSendFailed => "The text message could not be sent; try again later or ask an administrator.".into(),
+        Msg::PasswordResetDone => "The password has been reset; sign in with the new password.".into(),
     }
 }

@@ -62,6 +62,13 @@ pub enum Msg {
     PasswordExpiresSoon { days: i64 },
     AccountExpiresSoon { days: i64 },
     WrongOldPassword,
+    ResetUnavailable,
+    ResetCodeSent { minutes: i64 },
+    ResetTooSoon { seconds: i64 },
+    ResetTooMany,
+    ResetCodeInvalid,
+    SmsSendFailed,
+    PasswordResetDone,
 }
 
 impl Msg {

@@ -33,5 +33,14 @@ pub(super) fn text(m: &Msg) -> String {
         Msg::PasswordExpiresSoon { days } => format!("密码将在 {days} 天后过期，请及时修改。"),
         Msg::AccountExpiresSoon { days } => format!("账号将在 {days} 天后到期，请联系管理员续期。"),
         Msg::WrongOldPassword => "原密码错误。".into(),
+        Msg::ResetUnavailable => "本系统未开启短信找回密码，请联系管理员重置密码。".into(),
+        Msg::ResetCodeSent { minutes } => {
+            format!("如账号与手机号匹配，验证码已发送，{minutes} 分钟内有效。")
+        }
+        Msg::ResetTooSoon { seconds } => format!("请 {seconds} 秒后再获取验证码。"),
+        Msg::ResetTooMany => "该账号一小时内获取验证码次数过多，请稍后再试。".into(),
+        Msg::ResetCodeInvalid => "验证码错误或已失效，请重新获取。".into(),
+        Msg::SmsSendFailed => "短信发送失败，请稍后再试或联系管理员。".into(),
+        Msg::PasswordResetDone => "密码已重置，请使用新密码登录。".into(),
     }
 }

@@ -10,11 +10,13 @@
 
 mod access;
 mod credentials;
+mod reset;
 mod session;
 mod users;
 
 pub use access::AccessWindow;
 pub use credentials::TotpEnrolment;
+pub use reset::{CodeSender, ResetConfirm, ResetRequest};
 pub use session::{LoginRequest, LoginSuccess, Restriction, Session};
 pub use users::{
     BulkAction, BulkResult, LoginDuration, NewUser, PermissionReport, UserFilter, UserSummary, UserUpdate,
@@ -152,6 +154,21 @@ const MIGRATIONS: &[&str] = &[
                OR (h.changed_ms = identity_password_history.changed_ms
                    AND h.password_hash <= identity_password_history.password_hash))
     );",
+    // 4: password reset by SMS code. The phone number on the account; one outstanding code per
+    // account (its SHA-256 with the account id, never the code); every code request, matched
+    // or not, for the per-account rate limit.
+    "ALTER TABLE identity_users ADD COLUMN phone TEXT;
+    CREATE TABLE identity_reset_codes (
+        user_id INTEGER NOT NULL UNIQUE REFERENCES identity_users(id),
+        code_sha256 TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE identity_reset_requests (
+        username_lc TEXT NOT NULL,
+        requested_ms INTEGER NOT NULL
+    );
+    CREATE INDEX identity_reset_requests_user ON identity_reset_requests(username_lc, requested_ms);",
 ];
 
 /// The migrations in `dialect`'s terms. SQLite runs [`MIGRATIONS`] as released; PostgreSQL
@@ -187,6 +204,8 @@ pub struct Identity {
     /// one and timing does not reveal which account names exist.
     dummy_hash: String,
     secrets: crate::secretbox::SecretBox,
+    /// Sends password-reset codes; reset is off without it (or without `[identity.password_reset]`).
+    code_sender: Option<Arc<dyn CodeSender>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -220,7 +239,13 @@ impl Identity {
             None => None,
         };
         let secrets = crate::secretbox::SecretBox::new(totp_key.as_deref());
-        Ok(Self { db, cfg, clock, policy, audit, dummy_hash, secrets })
+        Ok(Self { db, cfg, clock, policy, audit, dummy_hash, secrets, code_sender: None })
+    }
+
+    /// Turns on password reset by SMS code (with `[identity.password_reset]` configured).
+    pub fn with_code_sender(mut self, sender: Arc<dyn CodeSender>) -> Self {
+        self.code_sender = Some(sender);
+        self
     }
 
     pub fn config(&self) -> &IdentityConfig {
@@ -331,6 +356,7 @@ mod tests {
             roles: Vec::new(),
             valid_until_ms: None,
             access_windows: Vec::new(),
+            phone: None,
         };
         let err = id.create_user(&Actor::new("cli:test", "local"), &dup("WARD-NURSE")).unwrap_err();
         assert!(matches!(err, IdentityError::Exists(_)), "{err}");

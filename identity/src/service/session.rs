@@ -93,12 +93,12 @@ pub(crate) fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-fn random_hex32() -> String {
+pub(super) fn random_hex32() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
 /// Constant-time comparison of two ASCII tokens.
-fn same(a: &str, b: &str) -> bool {
+pub(super) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -194,7 +194,7 @@ impl Identity {
 
     /// Consumes the captcha whatever the answer, so each image allows one guess. Read and
     /// removed in one statement: two requests racing with one captcha get one answer between them.
-    fn take_captcha(&self, id: &str, answer: &str) -> Result<bool> {
+    pub(super) fn take_captcha(&self, id: &str, answer: &str) -> Result<bool> {
         let now = self.now_ms();
         let h = sha256_hex(id);
         let stored: Option<(String, i64)> = self.db.with_conn(|c| {
@@ -261,7 +261,7 @@ impl Identity {
         Ok(locked)
     }
 
-    fn clear_failures(&self, lc: &str) -> Result<()> {
+    pub(super) fn clear_failures(&self, lc: &str) -> Result<()> {
         self.db.with_conn(|c| c.execute("DELETE FROM identity_login_failures WHERE username_lc = ?1", &[lc]))?;
         Ok(())
     }

@@ -25,6 +25,9 @@ pub struct NewUser {
     pub valid_until_ms: Option<i64>,
     #[serde(default)]
     pub access_windows: Vec<AccessWindow>,
+    /// Mobile number for password reset by SMS code; stored normalized, listed masked.
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -35,12 +38,23 @@ pub struct UserUpdate {
     #[serde(default, with = "double_option")]
     pub valid_until_ms: Option<Option<i64>>,
     pub access_windows: Option<Vec<AccessWindow>>,
+    /// `Some(None)` (JSON `null`) removes the number.
+    #[serde(default, with = "double_option")]
+    pub phone: Option<Option<String>>,
 }
 
 mod double_option {
     use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-        Option::<i64>::deserialize(d).map(Some)
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// The stored form of an optional phone number; an empty string means none.
+fn stored_phone(raw: Option<&str>) -> Result<Option<String>> {
+    match raw.map(str::trim).filter(|p| !p.is_empty()) {
+        None => Ok(None),
+        Some(p) => tingzhen_core::phone::normalize(p).map(Some).map_err(|e| invalid("phone", e)),
     }
 }
 
@@ -94,6 +108,8 @@ pub struct UserSummary {
     pub totp_enrolled: bool,
     pub access_windows: Vec<AccessWindow>,
     pub roles: Vec<RoleBinding>,
+    /// Masked (`138****5678`): the full number never leaves the server.
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +199,7 @@ impl Identity {
         for w in &u.access_windows {
             w.validate()?;
         }
+        let phone = stored_phone(u.phone.as_deref())?;
         let violations = self.policy.violations(username, &u.password);
         if !violations.is_empty() {
             return Err(self.policy_error(violations));
@@ -204,9 +221,9 @@ impl Identity {
                 // lower(username) index, and either means the name is taken.
                 let id: Option<i64> = tx.query_opt(
                     "INSERT INTO identity_users (username, display_name, password_hash, password_changed_ms, must_change,
-                     created_ms, updated_ms, valid_until_ms, access_windows)
-                     VALUES (?1, ?2, ?3, ?4, 1, ?4, ?4, ?5, ?6) ON CONFLICT DO NOTHING RETURNING id",
-                    &params![username, u.display_name.trim(), hash, now, u.valid_until_ms, windows],
+                     created_ms, updated_ms, valid_until_ms, access_windows, phone)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?4, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING RETURNING id",
+                    &params![username, u.display_name.trim(), hash, now, u.valid_until_ms, windows, phone],
                     |r| r.get(0),
                 )?;
                 let Some(id) = id else { return Ok(Created::NameTaken) };
@@ -248,6 +265,7 @@ impl Identity {
             roles,
             valid_until_ms: None,
             access_windows: Vec::new(),
+            phone: None,
         };
         match self.insert_user(actor, &user, true)? {
             Created::Yes => Ok(true),
@@ -263,10 +281,20 @@ impl Identity {
                 w.validate()?;
             }
         }
+        let phone = match &u.phone {
+            Some(p) => Some(stored_phone(p.as_deref())?),
+            None => None,
+        };
         let now = self.now_ms();
         let mut changes = Vec::new();
         self.db.with_conn(|c| {
             c.transaction(|tx| {
+                if let Some(p) = &phone {
+                    tx.execute("UPDATE identity_users SET phone = ?2 WHERE id = ?1", &params![id, p])?;
+                    // The audit names the change, not the number (personal data).
+                    changes
+                        .push(format!("phone {}", p.as_deref().map_or("removed".into(), tingzhen_core::phone::mask)));
+                }
                 if let Some(d) = &u.display_name {
                     tx.execute("UPDATE identity_users SET display_name = ?2 WHERE id = ?1", &params![id, d.trim()])?;
                     changes.push("display name".to_string());
@@ -394,7 +422,7 @@ impl Identity {
         let mut sql = String::from(
             "SELECT u.id, u.username, u.display_name, u.status, l.locked_until_ms, u.created_ms, u.updated_ms,
                     u.last_login_ms, u.login_count, u.valid_until_ms, u.password_changed_ms,
-                    CASE WHEN u.totp_secret IS NULL THEN 0 ELSE 1 END, u.access_windows
+                    CASE WHEN u.totp_secret IS NULL THEN 0 ELSE 1 END, u.access_windows, u.phone
              FROM identity_users u LEFT JOIN identity_login_failures l ON l.username_lc = lower(u.username) WHERE 1=1",
         );
         let pat =
@@ -453,6 +481,7 @@ impl Identity {
                         totp_enrolled: r.get(11)?,
                         access_windows: serde_json::from_str(&windows).unwrap_or_default(),
                         roles: Vec::new(),
+                        phone: r.get::<Option<String>>(13)?.as_deref().map(tingzhen_core::phone::mask),
                     },
                 ))
             })

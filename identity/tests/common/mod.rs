@@ -41,12 +41,21 @@ pub fn fast_config() -> IdentityConfig {
 }
 
 pub fn env_with(cfg: IdentityConfig) -> Env {
+    env_with_sender(cfg, None)
+}
+
+/// With a code sender, for password reset by SMS code.
+pub fn env_with_sender(cfg: IdentityConfig, sender: Option<Arc<dyn tingzhen_identity::CodeSender>>) -> Env {
     let store = TestStore::new();
     let db = Arc::new(store.open());
     let want = std::env::var(tingzhen_core::db::testing::TEST_DATABASE_URL).is_ok_and(|u| !u.trim().is_empty());
     assert_eq!(db.dialect() == Dialect::Postgres, want, "the run tests the engine it says it does");
     let clock = ManualClock::new(T0);
-    let id = Arc::new(Identity::new(db.clone(), cfg, Arc::new(clock.clone())).unwrap());
+    let mut id = Identity::new(db.clone(), cfg, Arc::new(clock.clone())).unwrap();
+    if let Some(s) = sender {
+        id = id.with_code_sender(s);
+    }
+    let id = Arc::new(id);
     let app = tingzhen_identity::api::router(id.clone());
     Env { db, clock, id, app, store }
 }

@@ -21,6 +21,18 @@ pub const STRINGS: &[(&str, &str)] = &[
     ("users_none", "No account matches."),
     ("users_username", "User name"),
     ("users_display_name", "Display name"),
+    ("users_phone", "Mobile number"),
+    ("users_phone_hint", "Lets the user reset a forgotten password by SMS code; optional. Pages show it masked."),
+    (
+        "users_phone_edit_hint",
+        "Leave empty to keep the current number; type a new one to replace it. Pages show it masked.",
+    ),
+    ("users_phone_none", "none on record"),
+    ("users_phone_remove", "Remove the mobile number"),
+    (
+        "users_phone_remove_confirm",
+        "Remove this account's mobile number? The user can then no longer reset the password by SMS.",
+    ),
     ("users_roles", "Roles (per campus)"),
     ("users_roles_extra", "Roles on other campuses (role@campus, comma-separated)"),
     ("users_roles_multi", "Hold Ctrl (⌘ on a Mac) to pick several; for a campus not listed, type it below."),
