@@ -145,6 +145,23 @@ mod tests {
     }
 
     #[test]
+    fn backups_are_checked_and_need_the_embedded_engine() {
+        let ok: Config = toml::from_str("[storage.backup]\ndir = \"/backup/tingzhen\"\n").unwrap();
+        ok.validate().unwrap();
+        let b = ok.storage.backup.as_ref().unwrap();
+        assert_eq!((b.interval.0.as_secs(), b.keep), (86_400, 7));
+        let remote: Config = toml::from_str(
+            "[storage]\nmode = \"remote\"\n[storage.remote]\nkind = \"victoriametrics\"\n\
+             write_url = \"http://127.0.0.1:8428/api/v1/write\"\nquery_url = \"http://127.0.0.1:8428\"\n\
+             [storage.backup]\ndir = \"/backup\"\n",
+        )
+        .unwrap();
+        assert!(remote.validate().unwrap_err().to_string().contains("storage.backup"));
+        let typo = toml::from_str::<Config>("[storage.backup]\ndir = \"/b\"\nkeeep = 3\n").unwrap_err().to_string();
+        assert!(typo.contains("keeep"), "{typo}");
+    }
+
+    #[test]
     fn password_reset_needs_its_sms_provider_configured() {
         let reset = "[identity.password_reset]\nsms_provider = \"http_sms\"\n";
         let c: Config = toml::from_str(reset).unwrap();

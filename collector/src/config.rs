@@ -76,6 +76,8 @@ pub struct StorageConfig {
     pub mode: StorageMode,
     /// Required when `mode = "remote"`.
     pub remote: Option<RemoteConfig>,
+    /// Scheduled backups of the embedded engine and the SQLite store (see `crate::backup`).
+    pub backup: Option<crate::backup::BackupConfig>,
 }
 
 impl Default for StorageConfig {
@@ -87,6 +89,7 @@ impl Default for StorageConfig {
             rollup_retention: HumanDuration::from_secs(400 * 86_400),
             mode: StorageMode::Embedded,
             remote: None,
+            backup: None,
         }
     }
 }
@@ -147,6 +150,14 @@ impl StorageConfig {
             }
             (StorageMode::Remote, Some(r)) => r.validate()?,
             (StorageMode::Embedded, _) => {}
+        }
+        if let Some(b) = &self.backup {
+            if self.mode == StorageMode::Remote {
+                return Err(
+                    "storage.backup: only with the embedded engine; the remote engine has its own backups".into()
+                );
+            }
+            b.validate()?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod backup;
 pub mod config;
 pub mod flows;
 pub mod inventory;
@@ -70,6 +71,7 @@ impl Collector {
     /// Opens storage (replaying its WAL) and builds the services. Blocking.
     pub fn open(settings: &CollectorSettings, db: Arc<Db>) -> Result<Self, CollectorError> {
         let data_dir = PathBuf::from(&settings.storage.data_dir);
+        let mut backups = None;
         let backend = match settings.storage.mode {
             StorageMode::Embedded => {
                 let tsdb_dir = data_dir.join("tsdb");
@@ -81,7 +83,11 @@ impl Collector {
                 };
                 let tsdb = Tsdb::open(&tsdb_dir, opts)
                     .map_err(|source| CollectorError::Tsdb { path: tsdb_dir.display().to_string(), source })?;
-                Backend::new(Store::Embedded(Arc::new(tsdb)))
+                let tsdb = Arc::new(tsdb);
+                if let Some(b) = &settings.storage.backup {
+                    backups = Some(Arc::new(backup::Backups::new(b.clone(), tsdb.clone(), db.clone())));
+                }
+                Backend::new(Store::Embedded(tsdb))
             }
             StorageMode::Remote => {
                 let remote = settings.storage.remote.as_ref().ok_or(CollectorError::RemoteMissing)?;
@@ -97,6 +103,7 @@ impl Collector {
         let flows =
             Arc::new(flows::Flows::open(db.clone(), backend.clone(), flows::FlowsConfig::default(), Arc::new(now_ms))?);
         let services = Services {
+            backups,
             flows,
             backend,
             engine: Arc::new(engine),
@@ -136,13 +143,17 @@ impl Collector {
         self.services.backend.add_observer(observer);
     }
 
-    /// Runs storage maintenance and liveness evaluation until `shutdown` turns true, then
+    /// Runs storage maintenance, liveness evaluation and scheduled backups until `shutdown` turns true, then
     /// flushes the engine so a clean stop leaves no WAL to replay.
     pub async fn run_background(&self, mut shutdown: watch::Receiver<bool>) {
         let mut maintenance = tokio::time::interval(MAINTENANCE_EVERY);
         let mut liveness = tokio::time::interval(self.inventory_every);
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let backups = self.services.backups.clone().map(|b| {
+            let every = b.config().interval.0;
+            tokio::spawn(backup::schedule(b, every, shutdown.clone()))
+        });
         let mut flows_tick = tokio::time::interval(self.services.flows.tick_every());
         flows_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -179,6 +190,10 @@ impl Collector {
                     }
                 }
             }
+        }
+        // A backup in progress finishes before the engine is closed under it.
+        if let Some(task) = backups {
+            let _ = task.await;
         }
         let backend = self.services.backend.clone();
         match tokio::task::spawn_blocking(move || backend.close()).await {

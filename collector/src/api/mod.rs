@@ -30,6 +30,8 @@ use tokio::sync::Semaphore;
 
 /// Everything a request handler may touch.
 pub struct Services {
+    /// Present with the embedded engine and `[storage.backup]`.
+    pub backups: Option<Arc<crate::backup::Backups>>,
     pub flows: Arc<crate::flows::Flows>,
     pub backend: Backend,
     pub engine: Arc<Engine>,
@@ -70,9 +72,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/db/top-sql", get(db::get_top_sql))
         .route("/metrics", get(ops::metrics))
         .route_layer(middleware::from_fn_with_state(guard(Scope::Query), require_scope));
+    let admin = Router::new()
+        .route("/api/v1/admin/backups", get(ops::list_backups).post(ops::create_backup))
+        .route_layer(middleware::from_fn_with_state(guard(Scope::Admin), require_scope));
     Router::new()
         .merge(ingest)
         .merge(query)
+        .merge(admin)
         .merge(flows::routes(&state))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -21,12 +21,15 @@ mod maintain;
 mod query;
 mod rollup;
 mod rollup_query;
+mod snapshot;
 mod wal;
 
 #[cfg(test)]
 mod measure_tests;
 #[cfg(test)]
 mod rollup_tests;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +46,7 @@ use tingzhen_core::{SeriesBatch, TimeSeries};
 use wal::{Wal, WalError};
 
 pub use crate::storage::Queryable;
+pub use snapshot::SnapshotStats;
 
 /// Samples per WAL samples record; bounds the memory replay needs for one record.
 const WAL_SAMPLES_PER_RECORD: usize = 32 * 1024;

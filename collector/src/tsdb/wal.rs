@@ -135,6 +135,15 @@ pub struct ReplayInfo {
     pub corruptions_repaired: u64,
 }
 
+/// See [`Wal::committed`].
+#[derive(Debug)]
+pub struct WalExtent {
+    /// Live segments in order, each with its committed length.
+    pub segments: Vec<(PathBuf, u64)>,
+    /// The newest checkpoint (series still referenced by the segments), if any.
+    pub checkpoint: Option<PathBuf>,
+}
+
 fn segment_path(dir: &Path, seg: u64) -> PathBuf {
     dir.join(format!("{seg:08}"))
 }
@@ -418,6 +427,27 @@ impl Wal {
         drop(w);
         fsync_dir(&self.dir)?;
         Ok(deletable.len())
+    }
+
+    /// The committed extent of the log, for a snapshot: every live segment with the length
+    /// written so far (always a record boundary) and the newest checkpoint.
+    ///
+    /// The caller must keep writers out (no append between its `write` and its `sync_to`) and
+    /// hold off `truncate`/`rotate`; then every record inside the returned lengths belongs to
+    /// a finished append. Records an append wrote but did not get fsync'd (a series record
+    /// left behind when writing its samples failed) are fsync'd here first, so the prefix is
+    /// durable; a WAL that failed an fsync is refused.
+    pub fn committed(&self) -> Result<WalExtent, WalError> {
+        self.check_failed()?;
+        let lsn = self.writer.lock().lsn;
+        self.sync_to(lsn)?;
+        let segments = {
+            let w = self.writer.lock();
+            w.segments.iter().map(|(&seg, i)| (segment_path(&self.dir, seg), i.bytes)).collect()
+        };
+        let (_, checkpoints) = list_dir(&self.dir)?;
+        let checkpoint = checkpoints.last().map(|cp| self.dir.join(format!("{CHECKPOINT_PREFIX}{cp:08}")));
+        Ok(WalExtent { segments, checkpoint })
     }
 
     pub fn size_bytes(&self) -> u64 {

@@ -36,6 +36,8 @@ pub enum DbError {
     Config(String),
     #[error("cannot create database directory {path}: {source}")]
     Dir { path: String, source: std::io::Error },
+    #[error("database file {path}: {source}")]
+    File { path: String, source: std::io::Error },
     /// A uniqueness constraint refused the write (the engine's message names it).
     #[error("conflicts with an existing row: {0}")]
     Conflict(String),
@@ -194,6 +196,21 @@ impl Db {
                 Ok(())
             })
         })
+    }
+
+    /// Writes a consistent, compacted copy of the SQLite store to `dest` (`VACUUM INTO`: one
+    /// read transaction, so the copy is the store at one instant; other users of the store wait
+    /// meanwhile) and fsyncs it. `Ok(false)` on PostgreSQL, whose backups are the database
+    /// server's own (`pg_dump`, base backups), not tingzhen's.
+    pub fn backup_to(&self, dest: &Path) -> Result<bool, DbError> {
+        if self.dialect() == Dialect::Postgres {
+            return Ok(false);
+        }
+        let target = dest.to_str().ok_or_else(|| DbError::Config(format!("{}: not a UTF-8 path", dest.display())))?;
+        self.with_conn(|c| c.execute("VACUUM INTO ?1", &[target]))?;
+        let synced = std::fs::File::open(dest).and_then(|f| f.sync_all());
+        synced.map_err(|source| DbError::File { path: dest.display().to_string(), source })?;
+        Ok(true)
     }
 
     /// Runs `f` with a connection: SQLite's one connection (locked), or one of PostgreSQL's
