@@ -178,3 +178,27 @@ fn placeholders_bind_by_number_and_reuse() {
         .unwrap();
     assert!(raw);
 }
+
+/// A backup of the SQLite store opens as a store of its own with the rows at backup time;
+/// PostgreSQL's backups are the database server's, so the call says it wrote nothing.
+#[test]
+fn backup_to_copies_a_sqlite_store_and_leaves_postgresql_to_its_server() {
+    let db = fresh_db();
+    db.migrate_component("t", SCHEMA).unwrap();
+    db.with_conn(|c| c.execute("INSERT INTO t (name, n) VALUES ('before', 1)", &())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let wrote = db.backup_to(&copy).unwrap();
+    assert_eq!(wrote, db.dialect() == Dialect::Sqlite);
+    if !wrote {
+        assert!(!copy.exists());
+        return;
+    }
+    db.with_conn(|c| c.execute("INSERT INTO t (name, n) VALUES ('after', 2)", &())).unwrap();
+    let restored = super::Db::open(&copy).unwrap();
+    let names: Vec<String> =
+        restored.with_conn(|c| c.query_map("SELECT name FROM t ORDER BY name", &(), |r| r.get(0))).unwrap();
+    assert_eq!(names, ["before"]);
+    // An existing file is not overwritten (VACUUM INTO refuses it).
+    assert!(db.backup_to(&copy).is_err());
+}
