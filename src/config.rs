@@ -65,18 +65,7 @@ impl Config {
         self.flows.validate().map_err(anyhow::Error::msg)?;
         self.identity.validate()?;
         if let Some(reset) = &self.identity.password_reset {
-            let n = &self.alerting.notify;
-            let configured = match reset.sms_provider.as_str() {
-                "http_sms" => n.http_sms.is_some(),
-                "aliyun_sms" => n.aliyun_sms.is_some(),
-                _ => n.tencent_sms.is_some(),
-            };
-            if !configured {
-                bail!(
-                    "identity.password_reset.sms_provider: {} is not configured in [alerting.notify]",
-                    reset.sms_provider
-                );
-            }
+            tingzhen_alerting::notify::verification::check_provider(&self.alerting.notify, &reset.sms_provider)?;
         }
         self.dashboard.validate().map_err(anyhow::Error::msg)?;
         self.database.validate().map_err(anyhow::Error::msg)?;

@@ -106,6 +106,20 @@ pub struct PasswordResetConfig {
     pub max_per_hour: u32,
 }
 
+impl PasswordResetConfig {
+    /// `provider` with `template` and every limit at its default.
+    pub fn new(sms_provider: &str, sms_template: &str) -> Self {
+        Self {
+            sms_provider: sms_provider.into(),
+            sms_template: sms_template.into(),
+            code_ttl: default_code_ttl(),
+            max_attempts: default_code_attempts(),
+            resend_interval: default_resend_interval(),
+            max_per_hour: default_codes_per_hour(),
+        }
+    }
+}
+
 fn default_code_ttl() -> HumanDuration {
     HumanDuration::from_secs(300)
 }
@@ -322,14 +336,7 @@ mod tests {
 
     #[test]
     fn password_reset_settings_are_checked() {
-        let base = PasswordResetConfig {
-            sms_provider: "aliyun_sms".into(),
-            sms_template: "SMS_1".into(),
-            code_ttl: default_code_ttl(),
-            max_attempts: 5,
-            resend_interval: default_resend_interval(),
-            max_per_hour: 5,
-        };
+        let base = PasswordResetConfig::new("aliyun_sms", "SMS_1");
         let with = |r: PasswordResetConfig| IdentityConfig { password_reset: Some(r), ..Default::default() };
         with(base.clone()).validate().unwrap();
         let field = |r: PasswordResetConfig| with(r).validate().unwrap_err().field;

@@ -41,14 +41,7 @@ impl Texts {
 }
 
 fn reset_config() -> PasswordResetConfig {
-    PasswordResetConfig {
-        sms_provider: "http_sms".into(),
-        sms_template: String::new(),
-        code_ttl: "5m".parse().unwrap(),
-        max_attempts: 3,
-        resend_interval: "60s".parse().unwrap(),
-        max_per_hour: 3,
-    }
+    PasswordResetConfig { max_attempts: 3, max_per_hour: 3, ..PasswordResetConfig::new("http_sms", "") }
 }
 
 fn setup() -> (Env, Arc<Texts>) {

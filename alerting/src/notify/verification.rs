@@ -100,6 +100,26 @@ fn reference() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// Whether `provider` names an SMS provider that `notify` configures: what `tingzhen config
+/// check` can tell without resolving secrets or building clients.
+pub fn check_provider(notify: &NotifyConfig, provider: &str) -> Result<(), BuildError> {
+    let configured = match provider {
+        "aliyun_sms" => notify.aliyun_sms.is_some(),
+        "tencent_sms" => notify.tencent_sms.is_some(),
+        "http_sms" => notify.http_sms.is_some(),
+        other => {
+            return Err(setting(
+                PROVIDER_KEY,
+                format!("{other:?} is not an SMS provider; use http_sms, aliyun_sms or tencent_sms"),
+            ));
+        }
+    };
+    if !configured {
+        return Err(setting(PROVIDER_KEY, format!("{provider} is not configured in [alerting.notify]")));
+    }
+    Ok(())
+}
+
 impl CodeSms {
     /// `provider` is "http_sms", "aliyun_sms" or "tencent_sms" and must be configured in `notify`;
     /// `template`: for http_sms the SMS text as a handlebars template over `{{code}}` and
@@ -113,21 +133,8 @@ impl CodeSms {
     /// configured in [alerting.notify]").
     pub fn new(notify: &NotifyConfig, provider: &str, template: &str) -> Result<Self, BuildError> {
         // The caller's own keys first, then the providers' section.
-        let configured = match provider {
-            "aliyun_sms" => notify.aliyun_sms.is_some(),
-            "tencent_sms" => notify.tencent_sms.is_some(),
-            "http_sms" => notify.http_sms.is_some(),
-            other => {
-                return Err(setting(
-                    PROVIDER_KEY,
-                    format!("{other:?} is not an SMS provider; use http_sms, aliyun_sms or tencent_sms"),
-                ));
-            }
-        };
+        check_provider(notify, provider)?;
         let missing = || setting(PROVIDER_KEY, format!("{provider} is not configured in [alerting.notify]"));
-        if !configured {
-            return Err(missing());
-        }
         let template = template.trim();
         if template.is_empty() && provider != "http_sms" {
             let what = if provider == "aliyun_sms" {

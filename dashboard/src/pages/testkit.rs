@@ -83,14 +83,7 @@ impl Kit {
         cfg.argon2.iterations = 1;
         cfg.cookie_secure = false;
         if sender.is_some() {
-            cfg.password_reset = Some(PasswordResetConfig {
-                sms_provider: "http_sms".into(),
-                sms_template: String::new(),
-                code_ttl: "5m".parse().unwrap(),
-                max_attempts: 5,
-                resend_interval: "60s".parse().unwrap(),
-                max_per_hour: 5,
-            });
+            cfg.password_reset = Some(PasswordResetConfig::new("http_sms", ""));
         }
         let mut identity = Identity::new(db.clone(), cfg, Arc::new(SystemClock)).unwrap();
         if let Some(s) = sender {

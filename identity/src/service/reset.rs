@@ -55,13 +55,6 @@ enum CodeCheck {
     Void,
 }
 
-struct Account {
-    id: i64,
-    username: String,
-    status: String,
-    phone: Option<String>,
-}
-
 impl Identity {
     /// Whether the console should offer "forgot password".
     pub fn password_reset_enabled(&self) -> bool {
@@ -73,16 +66,6 @@ impl Identity {
             (Some(c), Some(s)) => Ok((c, s)),
             _ => Err(IdentityError::Denied(Msg::ResetUnavailable)),
         }
-    }
-
-    fn account(&self, username: &str) -> Result<Option<Account>> {
-        Ok(self.db.with_conn(|c| {
-            c.query_opt(
-                "SELECT id, username, status, phone FROM identity_users WHERE lower(username) = ?1",
-                &[name_key(username)],
-                |r| Ok(Account { id: r.get(0)?, username: r.get(1)?, status: r.get(2)?, phone: r.get(3)? }),
-            )
-        })?)
     }
 
     /// Step 1: a code to the phone on record. Returns the message to show, the same whether
@@ -114,7 +97,7 @@ impl Identity {
             }
             Err(m) => return refuse(m, "code request: too soon after the last one"),
         }
-        let account = self.account(username)?;
+        let account = self.user_by_name(username)?;
         let Some(account) = account.filter(|a| a.status == "active" && a.phone.as_deref() == Some(phone.as_str()))
         else {
             self.record(
@@ -210,7 +193,7 @@ impl Identity {
             self.record(&actor, events::PASSWORD_RESET, Outcome::Refused, detail)?;
             Err(IdentityError::Denied(msg))
         };
-        let Some(account) = self.account(username)? else {
+        let Some(account) = self.user_by_name(username)? else {
             return refuse(Msg::ResetCodeInvalid, "reset: no such account");
         };
         if account.status != "active" {

@@ -113,10 +113,12 @@ pub(super) struct UserRow {
     pub(super) access_windows: Vec<AccessWindow>,
     pub(super) totp_secret: Option<String>,
     pub(super) totp_last_step: Option<i64>,
+    /// Normalized mobile number, for password reset by SMS code.
+    pub(super) phone: Option<String>,
 }
 
 const USER_COLS: &str = "id, username, password_hash, password_changed_ms, must_change, status, valid_until_ms, \
-                         access_windows, totp_secret, totp_last_step";
+                         access_windows, totp_secret, totp_last_step, phone";
 
 fn user_row(r: &Row<'_>) -> std::result::Result<UserRow, DbError> {
     let windows: String = r.get(7)?;
@@ -131,6 +133,7 @@ fn user_row(r: &Row<'_>) -> std::result::Result<UserRow, DbError> {
         access_windows: serde_json::from_str(&windows).unwrap_or_default(),
         totp_secret: r.get(8)?,
         totp_last_step: r.get(9)?,
+        phone: r.get(10)?,
     })
 }
 
@@ -156,7 +159,7 @@ pub(super) fn name_key(username: &str) -> String {
 }
 
 impl Identity {
-    fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
+    pub(super) fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
         Ok(self.db.with_conn(|c| {
             c.query_opt(
                 &format!("SELECT {USER_COLS} FROM identity_users WHERE lower(username) = ?1"),
@@ -408,7 +411,8 @@ impl Identity {
         self.record(&Actor::new(&user.username, ip), events::LOGIN, Outcome::Success, detail)?;
         // Built from what was just written rather than read back: a concurrent login of the
         // same account may already have displaced this session, and this login still succeeded.
-        let user = self.user_by_id(user.id)?;
+        let mut user = user;
+        user.must_change |= weak;
         let session = self.session_of(user, id_hash, csrf_token, now, ip, now)?;
         Ok(LoginSuccess { session_id, session })
     }
